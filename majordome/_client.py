@@ -1,0 +1,376 @@
+"""The Majordome: route a request, call the model robustly, account for it, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from majordome._config import MajordomeConfig
+from majordome._errors import ConfigurationError, MajordomeError
+from majordome._logging import get_logger
+from majordome._types import Answer, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
+from majordome.models.base import CallContext, Model, ModelRequest, ModelResponse
+from majordome.models.catalogue import Catalogue
+from majordome.models.deployments import Deployment, DeploymentSettings, build_deployments
+from majordome.models.fallback import FallbackModel
+from majordome.models.messages import Usage
+from majordome.models.tokens import estimate_prompt_tokens, prompt_tokens_upper_bound
+from majordome.router.decision import RequestFeatures, RoutingDecision
+from majordome.router.seed import output_reserve, seed_route
+
+__all__ = ["Majordome", "ModelInfo"]
+
+_log = get_logger("majordome")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A catalogue entry as this Majordome serves it (for ``majordome models``)."""
+
+    id: str
+    display_name: str
+    kind: str
+    enabled: bool
+    served_by: str | None  # None: not served (disabled, or not a chat model)
+    substituted: bool
+    price_input_per_mtok: float
+    price_output_per_mtok: float
+    context_window: int | None
+    capabilities: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Prepared:
+    request: Request
+    decision: RoutingDecision
+    context: CallContext
+    chain: FallbackModel
+    model_request: ModelRequest
+    started: float
+
+
+class Majordome:
+    """Routes each request to a model of the catalogue and calls it robustly.
+
+    ``Majordome()`` works with no set-up: with no endpoint configured, the local llama.cpp model
+    serves every chat slot (and each answer says so). ``providers`` replaces the provider of
+    catalogue slots (``"*"`` for all), e.g. with :class:`majordome.testing.ScriptedModel`.
+    ``env`` defaults to ``os.environ`` and is read here, at construction, never later.
+    """
+
+    def __init__(
+        self,
+        config: MajordomeConfig | None = None,
+        *,
+        catalogue: Catalogue | None = None,
+        providers: Mapping[str, Model] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = dict(os.environ) if env is None else dict(env)
+        self.config = config or MajordomeConfig()
+        self.catalogue = catalogue or Catalogue.load(self.config.catalogue_file, env)
+        settings = DeploymentSettings(
+            offline=self.config.offline,
+            local_model_path=self.config.local_model_path,
+            local_n_ctx=self.config.local_n_ctx,
+            local_threads=self.config.local_threads,
+            retry=self.config.retry,
+            breaker=self.config.breaker,
+            max_connections=self.config.max_connections,
+        )
+        self._deployments: dict[str, Deployment] = build_deployments(self.catalogue, settings, env, providers)
+        if not self._deployments:
+            raise ConfigurationError("no chat model is enabled in the catalogue")
+        self._specs = {model_id: d.spec for model_id, d in self._deployments.items()}
+        self._portal = _Portal()
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, providers: Mapping[str, Model] | None = None, **overrides: Any
+    ) -> Majordome:
+        """Configuration from ``MAJORDOME_CONFIG``, the ``MAJORDOME_*`` variables and ``overrides``."""
+        env = dict(os.environ) if env is None else dict(env)
+        return cls(MajordomeConfig.from_env(env, **overrides), providers=providers, env=env)
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        """Every catalogue entry, with what serves it here."""
+        rows = []
+        for spec in self.catalogue.values():
+            deployment = self._deployments.get(spec.id)
+            rows.append(
+                ModelInfo(
+                    id=spec.id,
+                    display_name=spec.display_name,
+                    kind=spec.kind,
+                    enabled=spec.enabled,
+                    served_by=deployment.model.label if deployment else None,
+                    substituted=deployment.substituted if deployment else False,
+                    price_input_per_mtok=spec.price_input_per_mtok,
+                    price_output_per_mtok=spec.price_output_per_mtok,
+                    context_window=spec.context_window,
+                    capabilities=tuple(sorted(c.value for c in spec.capabilities)),
+                )
+            )
+        return rows
+
+    def route(self, request: Request | dict[str, Any]) -> RoutingDecision:
+        """The routing decision for ``request``, without calling any model."""
+        req = Request.parse(request)
+        return self._decide(req, self._features(req))
+
+    # -- the request path --------------------------------------------------------------------
+
+    def _features(self, req: Request) -> RequestFeatures:
+        modalities = frozenset().union(*(m.modalities for m in req.messages))
+        return RequestFeatures(
+            modalities=modalities,
+            job_type=req.job_type,
+            intent=req.intent,
+            language=req.language,
+            json_mode=req.json_mode,
+            prompt_tokens_bound=prompt_tokens_upper_bound(req.messages),
+            count_prompt_tokens=lambda: estimate_prompt_tokens(req.messages),
+        )
+
+    def _decide(self, req: Request, features: RequestFeatures) -> RoutingDecision:
+        pinned = self.catalogue.resolve(req.model).id if req.model else None
+        return seed_route(
+            features,
+            self._specs,
+            requested_output=req.max_output_tokens,
+            default_output=self.config.default_max_output_tokens,
+            pinned=pinned,
+        )
+
+    def _prepare(self, request: Request | dict[str, Any]) -> _Prepared:
+        started = time.monotonic()
+        req = Request.parse(request)
+        decision = self._decide(req, self._features(req))
+        deadline_s = req.deadline_s or self.config.deadline_for(req.job_type)
+        context = CallContext(
+            trace_id=req.trace_id or uuid.uuid4().hex, deadline=started + deadline_s, deadline_s=deadline_s
+        )
+        chain = FallbackModel([(m, self._deployments[m].model) for m in decision.chain])
+        chosen = self._specs[decision.chosen]
+        model_request = ModelRequest(
+            messages=req.messages,
+            max_output_tokens=output_reserve(chosen, req.max_output_tokens, self.config.default_max_output_tokens),
+            temperature=req.temperature,
+            json_mode=req.json_mode,
+            context=context,
+        )
+        return _Prepared(req, decision, context, chain, model_request, started)
+
+    def _answer(self, p: _Prepared, response: ModelResponse) -> Answer:
+        deployment = self._deployments[response.model]
+        answer = Answer(
+            text=response.text,
+            model=response.model,
+            served_by=response.served_by,
+            substituted=deployment.substituted,
+            usage=response.usage or Usage(),
+            cost_usd=response.cost_usd,
+            latency_ms=(time.monotonic() - p.started) * 1000,
+            trace_id=p.context.trace_id,
+            attempts=tuple(p.context.attempts),
+            decision=p.decision,
+            reasoning=response.reasoning,
+            finish_reason=response.finish_reason,
+        )
+        if _log.isEnabledFor(20):
+            _log.info(
+                "request.done",
+                trace_id=answer.trace_id,
+                tenant=p.request.tenant,
+                job_type=p.request.job_type,
+                model=answer.model,
+                served_by=answer.served_by,
+                substituted=answer.substituted,
+                policy=p.decision.policy,
+                reason=p.decision.reason,
+                attempts=len(answer.attempts),
+                input_tokens=answer.usage.input_tokens,
+                output_tokens=answer.usage.output_tokens,
+                cost_usd=answer.cost_usd,
+                latency_ms=round(answer.latency_ms, 2),
+                **self._bodies(p.request, answer.text),
+            )
+        return answer
+
+    def _bodies(self, req: Request, text: str | None) -> dict[str, Any]:
+        if not self.config.log_message_bodies:
+            return {}
+        return {"messages": [m.model_dump() for m in req.messages], "answer_text": text}
+
+    def _failed(self, p: _Prepared, error: MajordomeError) -> None:
+        if _log.isEnabledFor(30):
+            _log.warning(
+                "request.failed",
+                trace_id=p.context.trace_id,
+                tenant=p.request.tenant,
+                job_type=p.request.job_type,
+                chain=list(p.decision.chain),
+                attempts=len(p.context.attempts),
+                error=type(error).__name__,
+                detail=str(error),
+                latency_ms=round((time.monotonic() - p.started) * 1000, 2),
+                **self._bodies(p.request, None),
+            )
+
+    async def ask(self, request: Request | dict[str, Any]) -> Answer:
+        """Route ``request``, call the chosen model (with retries and fallbacks) and answer."""
+        p = self._prepare(request)
+        try:
+            response = await p.chain.complete(p.model_request)
+        except MajordomeError as error:
+            self._failed(p, error)
+            raise
+        return self._answer(p, response)
+
+    async def stream(self, request: Request | dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        """Like :meth:`ask`, as :class:`TextDelta`/:class:`ReasoningDelta` events, then one
+        :class:`Completed` with the whole answer, usage and cost."""
+        p = self._prepare(request)
+        text: list[str] = []
+        reasoning: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        try:
+            async for chunk in p.chain.stream(p.model_request):
+                if chunk.reasoning:
+                    reasoning.append(chunk.reasoning)
+                    yield ReasoningDelta(chunk.reasoning)
+                if chunk.text:
+                    text.append(chunk.text)
+                    yield TextDelta(chunk.text)
+                usage = chunk.usage or usage
+                finish = chunk.finish_reason or finish
+        except MajordomeError as error:
+            self._failed(p, error)
+            raise
+        last = p.context.attempts[-1]
+        response = ModelResponse(
+            text="".join(text),
+            served_by=last.served_by,
+            finish_reason=finish,
+            usage=usage,
+            reasoning="".join(reasoning) or None,
+            model=last.model,
+            cost_usd=last.cost_usd,
+        )
+        yield Completed(self._answer(p, response))
+
+    # -- synchronous callers -----------------------------------------------------------------
+
+    def ask_sync(self, request: Request | dict[str, Any]) -> Answer:
+        """:meth:`ask` for synchronous code (runs on majordome's own event loop thread)."""
+        return self._portal.call(lambda: self.ask(request))
+
+    def stream_sync(self, request: Request | dict[str, Any]) -> Iterator[StreamEvent]:
+        """:meth:`stream` for synchronous code."""
+        return self._portal.iterate(lambda: self.stream(request))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connections opened on the current event loop."""
+        for deployment in self._deployments.values():
+            await deployment.model.aclose()
+
+    def close(self) -> None:
+        """Close everything the synchronous methods opened, and stop their thread."""
+        self._portal.close(self.aclose)
+
+    async def __aenter__(self) -> Majordome:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Majordome:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_END = object()
+
+
+class _Portal:
+    """An event loop in a daemon thread that runs coroutines for synchronous callers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="majordome-sync", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            if threading.current_thread() is self._thread:
+                raise RuntimeError("a synchronous majordome method was called from majordome's own event loop")
+            return self._loop
+
+    def call(self, make: Callable[[], Awaitable[T]]) -> T:
+        loop = self._ensure()
+
+        async def run() -> T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(run(), loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
+        loop = self._ensure()
+        items: queue.Queue[Any] = queue.Queue()
+
+        async def pump() -> None:
+            try:
+                async for item in make():
+                    items.put(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                items.put(exc)
+            else:
+                items.put(_END)
+
+        future = asyncio.run_coroutine_threadsafe(pump(), loop)
+        try:
+            while True:
+                item = items.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            future.cancel()
+
+    def close(self, final: Callable[[], Awaitable[None]]) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(final(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()

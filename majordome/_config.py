@@ -1,0 +1,126 @@
+"""Configuration: explicit arguments, then the environment, then a config file.
+
+``MajordomeConfig.from_env()`` reads ``MAJORDOME_CONFIG`` (a TOML file with the fields below),
+then the ``MAJORDOME_*`` variables in :data:`ENV_FIELDS`, then the keyword arguments given.
+Everything is validated at construction; an error names the field or variable. Unknown
+``MAJORDOME_*`` variables are refused (with a suggestion) rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from majordome._errors import ConfigurationError
+from majordome.models.catalogue import ENV_PREFIX as MODEL_ENV_PREFIX
+from majordome.models.resilience import BreakerPolicy, RetryPolicy
+
+__all__ = ["ENV_FIELDS", "MajordomeConfig"]
+
+DEFAULT_DEADLINES_S = {
+    "chat.suggest": 90.0,
+    "content.suggest": 60.0,
+    "content.analyze": 60.0,
+    "video.analysis": 120.0,
+}
+
+
+class MajordomeConfig(BaseModel):
+    """Everything majordome needs besides the catalogue's endpoints and keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    catalogue_file: Path | None = None
+    offline: Literal["auto", "always", "never"] = "auto"
+    """``auto``: with no endpoint configured at all, the local model serves every chat slot;
+    ``always``: the local model serves every slot; ``never``: every enabled model needs its endpoint."""
+    local_model_path: Path | None = None
+    local_n_ctx: int = Field(default=4096, ge=512)
+    local_threads: int | None = Field(default=None, ge=1)
+    default_deadline_s: float = Field(default=60.0, gt=0)
+    deadlines_s: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DEADLINES_S))
+    default_max_output_tokens: int = Field(default=1024, gt=0)
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+    max_connections: int = Field(default=1000, ge=1)
+    log_message_bodies: bool = False
+
+    def deadline_for(self, job_type: str | None) -> float:
+        if job_type is None:
+            return self.default_deadline_s
+        return self.deadlines_s.get(job_type, self.default_deadline_s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> MajordomeConfig:
+        """Config file (``MAJORDOME_CONFIG``), then environment, then ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        config_file = env.get("MAJORDOME_CONFIG")
+        if config_file:
+            values.update(_read_toml(Path(config_file)))
+        values.update(_from_variables(env))
+        values.update(overrides)
+        return cls.checked(values, source=f"configuration ({config_file or 'environment'})")
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any], *, source: str = "configuration") -> MajordomeConfig:
+        """Validate ``values``, turning pydantic's errors into one :class:`ConfigurationError`."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                loc = ".".join(str(p) for p in error["loc"])
+                if error["type"] == "extra_forbidden":
+                    problems.append(f"{loc}: unknown key{_did_you_mean(str(error['loc'][-1]), cls.model_fields)}")
+                else:
+                    problems.append(f"{loc}: {error['msg']}")
+            raise ConfigurationError(f"{source}: " + "; ".join(problems)) from exc
+
+
+ENV_FIELDS: dict[str, str] = {
+    "MAJORDOME_CATALOGUE": "catalogue_file",
+    "MAJORDOME_OFFLINE": "offline",
+    "MAJORDOME_LOCAL_MODEL_PATH": "local_model_path",
+    "MAJORDOME_LOCAL_N_CTX": "local_n_ctx",
+    "MAJORDOME_LOCAL_THREADS": "local_threads",
+    "MAJORDOME_DEFAULT_DEADLINE_S": "default_deadline_s",
+    "MAJORDOME_DEFAULT_MAX_OUTPUT_TOKENS": "default_max_output_tokens",
+    "MAJORDOME_MAX_CONNECTIONS": "max_connections",
+    "MAJORDOME_LOG_MESSAGE_BODIES": "log_message_bodies",
+}
+# Read elsewhere (not configuration of a Majordome): accepted, not refused as typos.
+_OTHER_VARIABLES = {"MAJORDOME_CONFIG", "MAJORDOME_DATA_DIR"}
+
+
+def _from_variables(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    known = set(ENV_FIELDS) | _OTHER_VARIABLES
+    for name, value in env.items():
+        if not name.startswith("MAJORDOME_") or name.startswith(MODEL_ENV_PREFIX):
+            continue
+        if name in ENV_FIELDS:
+            values[ENV_FIELDS[name]] = value
+        elif name not in known:
+            raise ConfigurationError(f"unknown environment variable {name}{_did_you_mean(name, known)}")
+    return values
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"MAJORDOME_CONFIG: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"MAJORDOME_CONFIG: {path} is not valid TOML: {exc}") from exc
+
+
+def _did_you_mean(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,151 @@
+"""``make demo``: a tour of majordome on its embedded defaults — no keys, no servers to start.
+
+Every answer below comes from the real local model (SmolLM2-135M-Instruct through llama.cpp),
+which serves each catalogue slot because no endpoint is configured; the answers say so. The
+resilience part talks HTTP to a stub server on loopback that fails on purpose.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from majordome._client import Majordome
+from majordome._config import MajordomeConfig
+from majordome._errors import MajordomeError
+from majordome._types import Answer, Completed, TextDelta
+from majordome.models.resilience import RetryPolicy
+
+
+def _title(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m")
+
+
+def _show(answer: Answer) -> None:
+    text = answer.text.strip().replace("\n", "\n   ")
+    print(f"   {text}")
+    print(
+        f"   \033[2m→ slot {answer.model}, served by {answer.served_by}; "
+        f"{answer.usage.input_tokens}+{answer.usage.output_tokens} tokens, ${answer.cost_usd:.6f}, "
+        f"{answer.latency_ms:.0f} ms, {len(answer.attempts)} attempt(s)\n"
+        f"     why: {answer.decision.reason}; fallbacks: {', '.join(answer.decision.chain[1:]) or 'none'}\033[0m"
+    )
+
+
+def _ask(mj: Majordome, label: str, **request: Any) -> None:
+    print(f"\n-- {label}")
+    request.setdefault("tenant", "creator_42")
+    request.setdefault("max_output_tokens", 80)
+    try:
+        _show(mj.ask_sync(request))
+    except MajordomeError as error:
+        print(f"   \033[33m{type(error).__name__}\033[0m: {error}")
+
+
+def _catalogue(mj: Majordome) -> None:
+    _title("The catalogue, as served here")
+    for row in mj.models():
+        served = row.served_by or f"not served ({row.kind})"
+        print(
+            f"   {row.id:<20} ${row.price_input_per_mtok:.2f}/${row.price_output_per_mtok:.2f} per M tokens  "
+            f"{served}{'  (substituted: no endpoint configured)' if row.substituted else ''}"
+        )
+
+
+def _resilience() -> None:
+    from majordome.testing import StubLLMServer, StubReply
+
+    _title("Resilience against a failing OpenAI-compatible endpoint (loopback stub)")
+    with StubLLMServer() as server:
+        env = {
+            "MAJORDOME_MODEL__DEEPSEEK_V3__API": "openai",
+            "MAJORDOME_MODEL__DEEPSEEK_V3__ENDPOINT": server.openai_base_url,
+            "MAJORDOME_MODEL__DEEPSEEK_V3__AUTH": "none",
+            "MAJORDOME_MODEL__MISTRAL_LARGE__API": "openai",
+            "MAJORDOME_MODEL__MISTRAL_LARGE__ENDPOINT": server.openai_base_url,
+            "MAJORDOME_MODEL__MISTRAL_LARGE__AUTH": "none",
+            **{
+                f"MAJORDOME_MODEL__{name}__ENABLED": "false"
+                for name in ("DEEPSEEK_R1", "PHI_4_MULTIMODAL", "PHI_4_MINI", "LLAMA_3_3_70B", "AZURE_SPEECH_BATCH")
+            },
+        }
+        config = MajordomeConfig(retry=RetryPolicy(backoff_base_s=0.05))
+        with Majordome(config, env=env) as mj:
+            server.enqueue(
+                StubReply.http_error(429, "slow down", retry_after=0.2),
+                StubReply.http_error(500, "boom"),
+                StubReply.ok("Answered on the third attempt."),
+            )
+            print("\n-- 429 (Retry-After 0.2 s), then 500, then an answer")
+            answer = mj.ask_sync({"messages": [{"role": "user", "content": "Hello?"}], "tenant": "creator_42"})
+            _show(answer)
+            for attempt in answer.attempts:
+                print(f"     attempt {attempt.number} on {attempt.model}: {attempt.outcome} ({attempt.latency_ms:.0f} ms)")
+
+            server.enqueue(*[StubReply.http_error(503, "down")] * 3, StubReply.ok("The fallback model answered."))
+            print("\n-- DeepSeek-V3 answers 503 three times: the chain falls back to Mistral-Large")
+            answer = mj.ask_sync({"messages": [{"role": "user", "content": "Hello?"}], "tenant": "creator_42"})
+            _show(answer)
+
+            server.enqueue(StubReply.cut_stream("one two three four five", after_chunks=0), StubReply.ok("A full answer."))
+            print("\n-- a stream cut before its first token is retried transparently")
+            for event in mj.stream_sync({"messages": [{"role": "user", "content": "Stream?"}], "tenant": "creator_42"}):
+                if isinstance(event, Completed):
+                    print(f"   {event.answer.text}  \033[2m({len(event.answer.attempts)} attempts)\033[0m")
+
+
+def run() -> None:
+    started = time.monotonic()
+    print("Le Majordome — a tour on the embedded defaults (no keys, no servers).")
+    with Majordome.from_env() as mj:
+        _catalogue(mj)
+        _title("Routing and answers (the local model answers for each slot)")
+        _ask(
+            mj,
+            "chat.suggest: a fan's message (creative → Llama-3.3-70B)",
+            job_type="chat.suggest",
+            messages=[
+                {"role": "system", "content": "You are a friendly creator. Reply warmly in one short sentence."},
+                {"role": "user", "content": "Loved your last video, you made my day!"},
+            ],
+        )
+        _ask(
+            mj,
+            "a French request (→ Mistral-Large)",
+            language="fr",
+            messages=[{"role": "user", "content": "Donne-moi une idée de post pour Instagram."}],
+        )
+        _ask(
+            mj,
+            "a reasoning request (→ DeepSeek-R1)",
+            intent="reasoning",
+            messages=[{"role": "user", "content": "What is 12 times 7? Answer with the number."}],
+        )
+        _ask(
+            mj,
+            "pinned to Phi-4-mini",
+            model="Phi-4-mini",
+            messages=[{"role": "user", "content": "Name three colours."}],
+        )
+
+        _title("Streaming")
+        print("   ", end="")
+        request = {
+            "messages": [{"role": "user", "content": "Write one upbeat sentence about Monday mornings."}],
+            "tenant": "creator_42",
+            "max_output_tokens": 60,
+        }
+        for event in mj.stream_sync(request):
+            if isinstance(event, TextDelta):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Completed):
+                print(f"\n   \033[2m→ {event.answer.usage.output_tokens} tokens streamed from {event.answer.served_by}\033[0m")
+
+        _title("Bad input is refused with a typed error, before any call")
+        image = {"type": "image_url", "image_url": {"url": "https://example.com/photo.jpg"}}
+        _ask(mj, "an image, but the local model reads text only", messages=[
+            {"role": "user", "content": [{"type": "text", "text": "What is in this photo?"}, image]}])
+        _ask(mj, "an unknown model", model="gpt-17", messages=[{"role": "user", "content": "hi"}])
+        _ask(mj, "no messages", messages=[])
+    _resilience()
+    print(f"\nDone in {time.monotonic() - started:.1f} s.")
