@@ -30,7 +30,7 @@ from majordome._errors import (
     UnknownModelError,
 )
 from majordome._types import Answer, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
-from majordome.models.base import Attempt
+from majordome.models.base import Attempt, Model, ModelRequest, ModelResponse, StreamChunk
 from majordome.models.catalogue import Capability, Catalogue, ModelSpec
 from majordome.models.messages import AudioPart, ImagePart, Message, TextPart, Usage
 from majordome.models.resilience import BreakerPolicy, RetryPolicy
@@ -59,7 +59,10 @@ __all__ = [
     "MajordomeConfig",
     "MajordomeError",
     "Message",
+    "Model",
     "ModelInfo",
+    "ModelRequest",
+    "ModelResponse",
     "ModelSpec",
     "ProviderConnectionError",
     "ProviderError",
@@ -71,6 +74,7 @@ __all__ = [
     "Request",
     "RetryPolicy",
     "RoutingDecision",
+    "StreamChunk",
     "StreamEvent",
     "StreamInterrupted",
     "TextDelta",

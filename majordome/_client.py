@@ -8,12 +8,12 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from majordome._config import MajordomeConfig
-from majordome._errors import ConfigurationError, MajordomeError
+from majordome._errors import CapabilityError, ConfigurationError, MajordomeError
 from majordome._logging import get_logger
 from majordome._types import Answer, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
 from majordome.models.base import CallContext, Model, ModelRequest, ModelResponse
@@ -144,13 +144,22 @@ class Majordome:
 
     def _decide(self, req: Request, features: RequestFeatures) -> RoutingDecision:
         pinned = self.catalogue.resolve(req.model).id if req.model else None
-        return seed_route(
-            features,
-            self._specs,
-            requested_output=req.max_output_tokens,
-            default_output=self.config.default_max_output_tokens,
-            pinned=pinned,
-        )
+        try:
+            return seed_route(
+                features,
+                self._specs,
+                requested_output=req.max_output_tokens,
+                default_output=self.config.default_max_output_tokens,
+                pinned=pinned,
+            )
+        except CapabilityError as error:
+            substituted = [d for d in self._deployments.values() if d.substituted]
+            if not substituted:
+                raise
+            raise CapabilityError(
+                f"{error}. No endpoint is configured, so the local model ({substituted[0].model.label}) serves "
+                "every slot and reads text only; configure the endpoints of the models that can"
+            ) from error
 
     def _prepare(self, request: Request | dict[str, Any]) -> _Prepared:
         started = time.monotonic()
@@ -364,7 +373,7 @@ class _Portal:
         finally:
             future.cancel()
 
-    def close(self, final: Callable[[], Awaitable[None]]) -> None:
+    def close(self, final: Callable[[], Coroutine[Any, Any, None]]) -> None:
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None

@@ -8,7 +8,6 @@ Everything is validated at construction; an error names the field or variable. U
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from majordome._errors import ConfigurationError
 from majordome.models.catalogue import ENV_PREFIX as MODEL_ENV_PREFIX
+from majordome.models.catalogue import did_you_mean
 from majordome.models.resilience import BreakerPolicy, RetryPolicy
 
 __all__ = ["ENV_FIELDS", "MajordomeConfig"]
@@ -78,7 +78,7 @@ class MajordomeConfig(BaseModel):
             for error in exc.errors():
                 loc = ".".join(str(p) for p in error["loc"])
                 if error["type"] == "extra_forbidden":
-                    problems.append(f"{loc}: unknown key{_did_you_mean(str(error['loc'][-1]), cls.model_fields)}")
+                    problems.append(f"{loc}: unknown key{did_you_mean(str(error['loc'][-1]), cls.model_fields)}")
                 else:
                     problems.append(f"{loc}: {error['msg']}")
             raise ConfigurationError(f"{source}: " + "; ".join(problems)) from exc
@@ -108,7 +108,7 @@ def _from_variables(env: Mapping[str, str]) -> dict[str, Any]:
         if name in ENV_FIELDS:
             values[ENV_FIELDS[name]] = value
         elif name not in known:
-            raise ConfigurationError(f"unknown environment variable {name}{_did_you_mean(name, known)}")
+            raise ConfigurationError(f"unknown environment variable {name}{did_you_mean(name, known)}")
     return values
 
 
@@ -120,7 +120,3 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"MAJORDOME_CONFIG: {path} is not valid TOML: {exc}") from exc
 
-
-def _did_you_mean(name: str, options: Any) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -80,14 +80,18 @@ def _resilience() -> None:
             answer = mj.ask_sync({"messages": [{"role": "user", "content": "Hello?"}], "tenant": "creator_42"})
             _show(answer)
             for attempt in answer.attempts:
-                print(f"     attempt {attempt.number} on {attempt.model}: {attempt.outcome} ({attempt.latency_ms:.0f} ms)")
+                print(
+                    f"     attempt {attempt.number} on {attempt.model}: {attempt.outcome} ({attempt.latency_ms:.0f} ms)"
+                )
 
             server.enqueue(*[StubReply.http_error(503, "down")] * 3, StubReply.ok("The fallback model answered."))
             print("\n-- DeepSeek-V3 answers 503 three times: the chain falls back to Mistral-Large")
             answer = mj.ask_sync({"messages": [{"role": "user", "content": "Hello?"}], "tenant": "creator_42"})
             _show(answer)
 
-            server.enqueue(StubReply.cut_stream("one two three four five", after_chunks=0), StubReply.ok("A full answer."))
+            server.enqueue(
+                StubReply.cut_stream("one two three four five", after_chunks=0), StubReply.ok("A full answer.")
+            )
             print("\n-- a stream cut before its first token is retried transparently")
             for event in mj.stream_sync({"messages": [{"role": "user", "content": "Stream?"}], "tenant": "creator_42"}):
                 if isinstance(event, Completed):
@@ -139,12 +143,18 @@ def run() -> None:
             if isinstance(event, TextDelta):
                 print(event.text, end="", flush=True)
             elif isinstance(event, Completed):
-                print(f"\n   \033[2m→ {event.answer.usage.output_tokens} tokens streamed from {event.answer.served_by}\033[0m")
+                print(
+                    f"\n   \033[2m→ {event.answer.usage.output_tokens} tokens streamed "
+                    f"from {event.answer.served_by}\033[0m"
+                )
 
         _title("Bad input is refused with a typed error, before any call")
         image = {"type": "image_url", "image_url": {"url": "https://example.com/photo.jpg"}}
-        _ask(mj, "an image, but the local model reads text only", messages=[
-            {"role": "user", "content": [{"type": "text", "text": "What is in this photo?"}, image]}])
+        _ask(
+            mj,
+            "an image, but the local model reads text only",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "What is in this photo?"}, image]}],
+        )
         _ask(mj, "an unknown model", model="gpt-17", messages=[{"role": "user", "content": "hi"}])
         _ask(mj, "no messages", messages=[])
     _resilience()

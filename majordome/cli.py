@@ -73,8 +73,13 @@ def ask(
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     request: dict[str, Any] = {
-        "messages": messages, "tenant": tenant, "job_type": job_type, "intent": intent,
-        "language": language, "model": model, "max_output_tokens": max_tokens,
+        "messages": messages,
+        "tenant": tenant,
+        "job_type": job_type,
+        "intent": intent,
+        "language": language,
+        "model": model,
+        "max_output_tokens": max_tokens,
     }
     with _reported(), Majordome.from_env() as mj:
         if stream and not as_json:

@@ -12,7 +12,7 @@ import difflib
 import json
 import tomllib
 from collections.abc import Iterator, Mapping
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,7 @@ __all__ = ["Capability", "Catalogue", "ModelSpec"]
 ENV_PREFIX = "MAJORDOME_MODEL__"
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     """What a model can do; the router filters candidates on these."""
 
     TEXT = "text"
@@ -114,7 +114,7 @@ class Catalogue(Mapping[str, ModelSpec]):
                 if name not in self._specs:
                     raise ConfigurationError(
                         f"catalogue: models.{spec.id}.fallbacks names unknown model {name!r}"
-                        f"{_did_you_mean(name, self._specs)}"
+                        f"{did_you_mean(name, self._specs)}"
                     )
 
     def __getitem__(self, key: str) -> ModelSpec:
@@ -165,10 +165,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigurationError(f"cannot read catalogue file {path}: {exc.strerror}") from exc
     try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = tomllib.loads(text)
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"catalogue file {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}") from exc
     if not isinstance(data, dict):
@@ -208,23 +205,18 @@ def _env_overrides(env: Mapping[str, str], known: Mapping[str, Any]) -> dict[str
         field = field.lower()
         if not sep or model_key not in by_env_key:
             raise ConfigurationError(
-                f"environment variable {name}: no catalogue model {model_key!r}; "
-                f"expected one of {sorted(by_env_key)}"
+                f"environment variable {name}: no catalogue model {model_key!r}; expected one of {sorted(by_env_key)}"
             )
         if field not in fields:
             raise ConfigurationError(
-                f"environment variable {name}: unknown field {field!r}{_did_you_mean(field, fields)}"
+                f"environment variable {name}: unknown field {field!r}{did_you_mean(field, fields)}"
             )
-        parsed: Any
-        if field in _LIST_FIELDS:
-            parsed = [item.strip() for item in value.split(",") if item.strip()]
-        else:
-            parsed = value
+        parsed: Any = [item.strip() for item in value.split(",") if item.strip()] if field in _LIST_FIELDS else value
         overrides.setdefault(by_env_key[model_key], {})[field] = parsed
     return overrides
 
 
-def _did_you_mean(name: str, options: Any) -> str:
+def did_you_mean(name: str, options: Any) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -240,7 +232,7 @@ def _validate(model_id: str, fields: dict[str, Any], source: str) -> ModelSpec:
             loc = ".".join(str(part) for part in error["loc"])
             if error["type"] == "extra_forbidden":
                 problems.append(
-                    f"models.{model_id}.{loc}: unknown key{_did_you_mean(str(error['loc'][0]), ModelSpec.model_fields)}"
+                    f"models.{model_id}.{loc}: unknown key{did_you_mean(str(error['loc'][0]), ModelSpec.model_fields)}"
                 )
             else:
                 where = f"models.{model_id}.{loc}" if loc else f"models.{model_id}"

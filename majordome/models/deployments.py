@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any, Literal
@@ -35,8 +35,8 @@ class DeploymentSettings:
     local_model_path: Path | None = None
     local_n_ctx: int = 4096
     local_threads: int | None = None
-    retry: RetryPolicy = RetryPolicy()
-    breaker: BreakerPolicy = BreakerPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     max_connections: int = 1000
 
 
@@ -77,7 +77,8 @@ def build_deployments(
     local_everywhere = settings.offline == "always" or (settings.offline == "auto" and not any(endpoints.values()))
     if not local_everywhere:
         missing = [
-            spec for spec in enabled
+            spec
+            for spec in enabled
             if not endpoints[spec.id] and spec.api != "local" and spec.id not in overrides and "*" not in overrides
         ]
         if missing:
@@ -218,7 +219,10 @@ def _remote_provider(spec: ModelSpec, endpoint: str, env: Mapping[str, str], max
         if spec.auth == "key" and not key:
             raise ConfigurationError(f"model {spec.id}: no API key; set {spec.api_key_env}")
         return OpenAICompatibleModel(
-            model_id=spec.id, deployment=spec.deployment, base_url=endpoint, api_key=key,
+            model_id=spec.id,
+            deployment=spec.deployment,
+            base_url=endpoint,
+            api_key=key,
             max_connections=max_connections,
         )
     raise ConfigurationError(f"model {spec.id}: api {spec.api!r} is not a chat API")

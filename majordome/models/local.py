@@ -106,13 +106,14 @@ class LocalEngine:
             llm = self._model()
             prompt_tokens: int | None = None
             produced = 0
-            for event in llm.create_chat_completion(**self._arguments(request), stream=True):
+            events: Iterator[Any] = llm.create_chat_completion(**self._arguments(request), stream=True)  # type: ignore[assignment]
+            for event in events:
                 if stop.is_set():
                     return
                 if prompt_tokens is None:
                     prompt_tokens = llm.n_tokens  # the prompt has been evaluated by now
-                choice = event["choices"][0]  # type: ignore[index]
-                text = choice["delta"].get("content") or ""
+                choice: dict[str, Any] = event["choices"][0]
+                text = str(choice["delta"].get("content") or "")
                 if text:
                     produced += 1  # llama.cpp streams one token per event
                 yield StreamChunk(text=text, finish_reason=choice.get("finish_reason"))

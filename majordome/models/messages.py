@@ -15,7 +15,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-class Modality(str, Enum):
+class Modality(StrEnum):
     """What a message part carries; a model's capabilities say which it can read."""
 
     TEXT = "text"
@@ -46,12 +46,14 @@ _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w=.+-]+)*;base6
 
 class TextPart(ValidatedModel):
     """A piece of text."""
+
     type: Literal["text"] = "text"
     text: str
 
 
 class ImagePart(ValidatedModel):
     """An image, by ``http(s)`` URL or ``data:`` URI (base64)."""
+
     type: Literal["image"] = "image"
     url: str
     detail: Literal["auto", "low", "high"] = "auto"
@@ -73,6 +75,7 @@ class ImagePart(ValidatedModel):
 
 class AudioPart(ValidatedModel):
     """Audio as base64 data with its format (what the chat APIs accept as ``input_audio``)."""
+
     type: Literal["audio"] = "audio"
     data: str
     format: Literal["wav", "mp3", "flac", "ogg", "m4a", "webm"]
@@ -117,6 +120,7 @@ def _from_openai_part(part: Any) -> Any:
 
 class Message(ValidatedModel):
     """One chat message: a role and either plain text or a list of parts."""
+
     role: Literal["system", "user", "assistant"]
     content: str | list[ContentPart]
 

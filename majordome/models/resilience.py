@@ -173,7 +173,9 @@ class ResilientModel(Model):
 
     def _context(self, request: ModelRequest) -> CallContext:
         if request.context is None:  # used directly, outside Majordome: one model timeout
-            return CallContext(trace_id="", deadline=time.monotonic() + self.spec.timeout_s, deadline_s=self.spec.timeout_s)
+            return CallContext(
+                trace_id="", deadline=time.monotonic() + self.spec.timeout_s, deadline_s=self.spec.timeout_s
+            )
         return request.context
 
     def _attempt_timeout(self, ctx: CallContext) -> float:

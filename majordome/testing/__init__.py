@@ -69,8 +69,9 @@ class ScriptedModel(Model):
     ``calls`` records every :class:`ModelRequest` received, streamed or not.
     """
 
-    def __init__(self, *replies: Reply | str | BaseException, default: Reply | str | None = None,
-                 label: str = "scripted") -> None:
+    def __init__(
+        self, *replies: Reply | str | BaseException, default: Reply | str | None = None, label: str = "scripted"
+    ) -> None:
         self.replies: deque[Reply] = deque(_as_reply(r) for r in replies)
         self.default = _as_reply(default) if default is not None else None
         self.label = label
@@ -174,8 +175,8 @@ def block_network() -> Iterator[list[str]]:
         return real_getaddrinfo(host, *args, **kwargs)
 
     with _guard_lock:
-        socket.socket.connect = connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+        socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
         socket.getaddrinfo = getaddrinfo
     try:
         yield guard.violations

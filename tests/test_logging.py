@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from majordome._logging import get_logger, redact, register_secret
+
+
+def test_registered_secrets_are_masked_everywhere(caplog: pytest.LogCaptureFixture) -> None:
+    register_secret("sk-test-0123456789abcdef")
+    register_secret("https://tenant-secret.services.ai.azure.com/models")
+    log = get_logger("majordome.test")
+    with caplog.at_level(logging.INFO, logger="majordome.test"):
+        log.info(
+            "event",
+            detail="failed at https://tenant-secret.services.ai.azure.com/models with sk-test-0123456789abcdef",
+            nested={"list": ["sk-test-0123456789abcdef"]},
+            api_key="anything",
+            input_tokens=3,
+        )
+    event = json.loads(caplog.records[0].getMessage())
+    assert "sk-test" not in caplog.text and "tenant-secret" not in caplog.text
+    assert event["detail"] == "failed at *** with ***"
+    assert "api_key" not in event
+    assert event["input_tokens"] == 3  # "token" in a name is a secret, "_tokens" counts are not
+    assert redact("key sk-test-0123456789abcdef") == "key ***"
+
+
+def test_library_is_silent_until_the_application_enables_it(caplog: pytest.LogCaptureFixture) -> None:
+    log = get_logger("majordome.quiet")
+    with caplog.at_level(logging.WARNING, logger="majordome.quiet"):
+        log.info("not shown")
+    assert caplog.records == []
