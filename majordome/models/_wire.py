@@ -3,6 +3,7 @@ JSON): message encoding, request bodies, ``Retry-After`` parsing, safe error mes
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import time
@@ -10,11 +11,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-import asyncio
-
+from majordome._errors import ProviderResponseError
 from majordome._logging import redact
-from majordome.models.base import ModelRequest
-from majordome.models.messages import AudioPart, ImagePart, Message, TextPart
+from majordome.models.base import ModelRequest, ModelResponse, StreamChunk
+from majordome.models.messages import AudioPart, ImagePart, Message, TextPart, Usage
 
 _MAX_DETAIL = 200
 
@@ -95,6 +95,73 @@ def error_detail(body: Any) -> str:
         return ""
     text = redact(" ".join(str(message).split()))
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+
+# A malformed 2xx answer shows up as one of these while its JSON is read.
+_SHAPE_ERRORS = (LookupError, TypeError, AttributeError, ValueError)
+
+
+def _malformed(deployment: str, model_id: str, exc: BaseException) -> ProviderResponseError:
+    return ProviderResponseError(
+        f"{deployment} sent a malformed answer: {type(exc).__name__}", model=model_id, deployment=deployment
+    )
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not raw:
+        return None
+    return Usage(int(raw["prompt_tokens"]), int(raw["completion_tokens"]))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"content is {type(value).__name__}, not text")
+    return value
+
+
+def parse_completion(payload: Any, *, served_by: str, deployment: str, model_id: str) -> ModelResponse:
+    """A chat-completions answer (a mapping: JSON dict or SDK model) as a :class:`ModelResponse`;
+    anything that breaks the wire format raises :class:`ProviderResponseError`."""
+    try:
+        choice = payload["choices"][0]
+        message = choice["message"]
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            raise ValueError("no content")
+        reasoning = message.get("reasoning_content")
+        finish = choice.get("finish_reason")
+        return ModelResponse(
+            text=_text(content),
+            served_by=served_by,
+            finish_reason=str(finish) if finish is not None else None,
+            usage=_usage(payload.get("usage")),
+            reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
+        )
+    except _SHAPE_ERRORS as exc:
+        raise _malformed(deployment, model_id, exc) from exc
+
+
+def parse_chunk(payload: Any, *, deployment: str, model_id: str) -> StreamChunk | None:
+    """One streamed event as a :class:`StreamChunk` (None when it carries nothing)."""
+    try:
+        usage = _usage(payload.get("usage"))
+        choices = payload.get("choices") or []
+        if not choices:
+            return StreamChunk(usage=usage) if usage is not None else None
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content")
+        finish = choice.get("finish_reason")
+        return StreamChunk(
+            text=_text(delta.get("content")),
+            reasoning=reasoning if isinstance(reasoning, str) else "",
+            finish_reason=str(finish) if finish is not None else None,
+            usage=usage,
+        )
+    except _SHAPE_ERRORS as exc:
+        raise _malformed(deployment, model_id, exc) from exc
 
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ midway (``IncompleteReadError``) and broken JSON (``DecodeError``) as subclasses
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,9 +23,16 @@ from majordome._errors import (
     ProviderResponseError,
     ProviderTimeout,
 )
-from majordome.models._wire import PerLoop, error_detail, request_body, retry_after_seconds
+from majordome._logging import register_secret
+from majordome.models._wire import (
+    PerLoop,
+    error_detail,
+    parse_chunk,
+    parse_completion,
+    request_body,
+    retry_after_seconds,
+)
 from majordome.models.base import Model, ModelRequest, ModelResponse, StreamChunk
-from majordome.models.messages import Usage
 
 if TYPE_CHECKING:
     from azure.ai.inference.aio import ChatCompletionsClient
@@ -73,10 +80,9 @@ class AzureAIInferenceModel(Model):
         self._api_version = api_version
         self._scope = entra_scope or default_entra_scope(endpoint)
         self._max_connections = max_connections
-        # Bearer tokens over plain HTTP are refused by azure-core; allowed only on loopback (tests).
-        self._call_options: dict[str, Any] = (
-            {"enforce_https": False} if urlsplit(endpoint).hostname in _LOOPBACK else {}
-        )
+        self._loopback = urlsplit(endpoint).hostname in _LOOPBACK
+        # Masked in error details and logs even when this model is used outside Majordome.
+        register_secret(endpoint)
         self._clients: PerLoop[tuple[ChatCompletionsClient, Any]] = PerLoop(self._make_client)
 
     def _make_client(self) -> tuple[ChatCompletionsClient, Any]:
@@ -85,6 +91,7 @@ class AzureAIInferenceModel(Model):
         from azure.core.pipeline.transport import AioHttpTransport
 
         credential = self._credential_factory()
+        register_secret(getattr(credential, "key", None))  # an AzureKeyCredential's key
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._max_connections))
         kwargs: dict[str, Any] = {
             "retry_total": 0,
@@ -95,6 +102,14 @@ class AzureAIInferenceModel(Model):
         if self._api_version:
             kwargs["api_version"] = self._api_version
         return ChatCompletionsClient(endpoint=self._endpoint, credential=credential, **kwargs), credential
+
+    def _call_options(self, credential: Any) -> dict[str, Any]:
+        """Per-call options. azure-core refuses bearer tokens over plain HTTP; on loopback (tests)
+        that check is lifted. Only the token policy consumes ``enforce_https``: with a key
+        credential it would travel on to aiohttp, which rejects unknown arguments."""
+        if self._loopback and hasattr(credential, "get_token"):
+            return {"enforce_https": False}
+        return {}
 
     async def aclose(self) -> None:
         pair = self._clients.pop_current()
@@ -127,76 +142,57 @@ class AzureAIInferenceModel(Model):
                     detail = ""
             message = f"{self.deployment} answered HTTP {status}" + (f": {detail}" if detail else "")
             if status == 429:
-                headers = dict(response.headers) if response is not None else None
+                raw_headers: Any = getattr(response, "headers", None)
+                headers = dict(raw_headers) if raw_headers is not None else None
                 return ProviderRateLimited(message, retry_after=retry_after_seconds(headers), **where)
             if status == 0:
                 return ProviderConnectionError(f"connection to {self.deployment} failed", **where)
             return ProviderHTTPError(message, status_code=status, **where)
         if isinstance(exc, az.ServiceRequestError | az.ServiceResponseError | OSError):
             return ProviderConnectionError(f"connection to {self.deployment} failed: {type(exc).__name__}", **where)
-        if isinstance(exc, ValueError | KeyError | TypeError | IndexError | AttributeError | json.JSONDecodeError):
+        if isinstance(exc, ValueError):  # a body that is not JSON (json.JSONDecodeError, DeserializationError)
             return ProviderResponseError(f"{self.deployment} sent a malformed answer: {type(exc).__name__}", **where)
         return ProviderConnectionError(f"call to {self.deployment} failed: {type(exc).__name__}", **where)
 
     @staticmethod
-    def _translatable() -> tuple[type[BaseException], ...]:
+    def _transport_errors() -> tuple[type[BaseException], ...]:
+        """What the SDK call itself raises: azure-core's errors, aiohttp's, and the ValueError of
+        a body that is not JSON at all."""
         import aiohttp
         from azure.core.exceptions import AzureError
 
-        return (AzureError, aiohttp.ClientError, OSError, ValueError, KeyError, TypeError, IndexError, AttributeError)
+        return (AzureError, aiohttp.ClientError, OSError, ValueError)
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        client, _ = self._clients.get()
+        client, credential = self._clients.get()
         try:
             result: Any = await client.complete(
-                body=request_body(self.deployment, request, stream=False), **self._call_options
+                body=request_body(self.deployment, request, stream=False), **self._call_options(credential)
             )
-            choice = result.choices[0]
-            text = choice.message.content
-            if text is None and not choice.message.get("tool_calls"):
-                raise ValueError("no content")
-            usage = result.get("usage")
-            reasoning = choice.message.get("reasoning_content")
-            finish = choice.get("finish_reason")
-            tokens = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"])) if usage else None
-        except self._translatable() as exc:
+        except self._transport_errors() as exc:
             raise self._error(exc) from exc
-        return ModelResponse(
-            text=text or "",
-            served_by=self.label,
-            finish_reason=str(finish) if finish is not None else None,
-            usage=tokens,
-            reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
-        )
+        return parse_completion(result, served_by=self.label, deployment=self.deployment, model_id=self.model_id)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        client, _ = self._clients.get()
+        client, credential = self._clients.get()
+        errors = self._transport_errors()
         try:
             updates: Any = await client.complete(
-                body=request_body(self.deployment, request, stream=True), **self._call_options
+                body=request_body(self.deployment, request, stream=True), **self._call_options(credential)
             )
-            async with updates:
-                async for update in updates:
-                    raw_usage = update.get("usage")
-                    usage = (
-                        Usage(int(raw_usage["prompt_tokens"]), int(raw_usage["completion_tokens"]))
-                        if raw_usage
-                        else None
-                    )
-                    choices = update.get("choices") or []
-                    if not choices:
-                        if usage is not None:
-                            yield StreamChunk(usage=usage)
-                        continue
-                    choice = choices[0]
-                    delta = choice.get("delta") or {}
-                    reasoning = delta.get("reasoning_content")
-                    finish = choice.get("finish_reason")
-                    yield StreamChunk(
-                        text=delta.get("content") or "",
-                        reasoning=reasoning if isinstance(reasoning, str) else "",
-                        finish_reason=str(finish) if finish is not None else None,
-                        usage=usage,
-                    )
-        except self._translatable() as exc:
+        except errors as exc:
             raise self._error(exc) from exc
+        try:
+            while True:
+                try:
+                    update = await anext(updates)
+                except StopAsyncIteration:
+                    return
+                except errors as exc:
+                    raise self._error(exc) from exc
+                chunk = parse_chunk(update, deployment=self.deployment, model_id=self.model_id)
+                if chunk is not None:
+                    yield chunk
+        finally:
+            with contextlib.suppress(*errors):
+                await updates.aclose()

@@ -7,7 +7,7 @@ The SDK's own retries are off (``max_retries=0``): retries, timeouts and fallbac
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +19,16 @@ from majordome._errors import (
     ProviderResponseError,
     ProviderTimeout,
 )
-from majordome.models._wire import PerLoop, error_detail, request_body, retry_after_seconds
+from majordome._logging import register_secret
+from majordome.models._wire import (
+    PerLoop,
+    error_detail,
+    parse_chunk,
+    parse_completion,
+    request_body,
+    retry_after_seconds,
+)
 from majordome.models.base import Model, ModelRequest, ModelResponse, StreamChunk
-from majordome.models.messages import Usage
 
 if TYPE_CHECKING:
     import httpx
@@ -61,6 +68,9 @@ class OpenAICompatibleModel(Model):
         self._token_provider = token_provider
         self._http_client_factory = http_client_factory
         self._max_connections = max_connections
+        # Masked in error details and logs even when this model is used outside Majordome.
+        register_secret(base_url)
+        register_secret(api_key)
         self._clients: PerLoop[openai.AsyncOpenAI] = PerLoop(self._make_client)
 
     def _make_client(self) -> openai.AsyncOpenAI:
@@ -99,6 +109,8 @@ class OpenAICompatibleModel(Model):
             await client.close()
 
     def _error(self, exc: BaseException) -> ProviderError:
+        import httpx
+        import httpx2
         import openai
 
         where = {"model": self.model_id, "deployment": self.deployment}
@@ -108,66 +120,60 @@ class OpenAICompatibleModel(Model):
             if exc.status_code == 429:
                 return ProviderRateLimited(message, retry_after=retry_after_seconds(exc.response.headers), **where)
             return ProviderHTTPError(message, status_code=exc.status_code, **where)
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | httpx2.TimeoutException):
             return ProviderTimeout(f"{self.deployment} timed out", **where)
         if isinstance(exc, openai.APIConnectionError):
-            return ProviderConnectionError(f"connection to {self.deployment} failed: {type(exc.__cause__ or exc).__name__}", **where)
-        if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError | KeyError | TypeError):
+            cause = type(exc.__cause__ or exc).__name__
+            return ProviderConnectionError(f"connection to {self.deployment} failed: {cause}", **where)
+        if isinstance(exc, openai.APIResponseValidationError | ValueError):
             return ProviderResponseError(f"{self.deployment} sent a malformed answer: {type(exc).__name__}", **where)
         return ProviderConnectionError(f"connection to {self.deployment} broke: {type(exc).__name__}", **where)
 
-    def _translatable(self) -> tuple[type[BaseException], ...]:
+    @staticmethod
+    def _transport_errors() -> tuple[type[BaseException], ...]:
+        """What the SDK call and its stream raise: the SDK's errors, httpx's and httpx2's."""
         import httpx
         import httpx2
         import openai
 
-        return (openai.OpenAIError, httpx.HTTPError, httpx2.HTTPError, OSError, ValueError, KeyError, TypeError)
+        return (openai.OpenAIError, httpx.HTTPError, httpx2.HTTPError, OSError, ValueError)
+
+    @staticmethod
+    def _as_mapping(obj: Any) -> Any:
+        """The SDK's pydantic objects as plain data, extra fields (``reasoning_content``) included."""
+        dump = getattr(obj, "model_dump", None)
+        return dump() if callable(dump) else obj
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         client = self._clients.get()
-        body = request_body(self.deployment, request, stream=False)
         try:
-            completion = await client.chat.completions.create(**body)
-            choice = completion.choices[0]
-            text = choice.message.content
-            if text is None and not getattr(choice.message, "tool_calls", None):
-                raise ValueError("no content")
-            usage = completion.usage
-            reasoning = (choice.message.model_extra or {}).get("reasoning_content")
-        except self._translatable() as exc:
+            completion = await client.chat.completions.create(**request_body(self.deployment, request, stream=False))
+        except self._transport_errors() as exc:
             raise self._error(exc) from exc
-        return ModelResponse(
-            text=text or "",
-            served_by=self.label,
-            finish_reason=choice.finish_reason,
-            usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage is not None else None,
-            reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
+        return parse_completion(
+            self._as_mapping(completion), served_by=self.label, deployment=self.deployment, model_id=self.model_id
         )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         client = self._clients.get()
+        errors = self._transport_errors()
         body = request_body(self.deployment, request, stream=True)
         body["stream_options"] = {"include_usage": True}
         try:
             events = await client.chat.completions.create(**body)
-            async with events:
-                async for event in events:
-                    usage = (
-                        Usage(event.usage.prompt_tokens, event.usage.completion_tokens)
-                        if event.usage is not None
-                        else None
-                    )
-                    if not event.choices:
-                        if usage is not None:
-                            yield StreamChunk(usage=usage)
-                        continue
-                    choice = event.choices[0]
-                    reasoning = (choice.delta.model_extra or {}).get("reasoning_content")
-                    yield StreamChunk(
-                        text=choice.delta.content or "",
-                        reasoning=reasoning if isinstance(reasoning, str) else "",
-                        finish_reason=choice.finish_reason,
-                        usage=usage,
-                    )
-        except self._translatable() as exc:
+        except errors as exc:
             raise self._error(exc) from exc
+        try:
+            while True:
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except errors as exc:
+                    raise self._error(exc) from exc
+                chunk = parse_chunk(self._as_mapping(event), deployment=self.deployment, model_id=self.model_id)
+                if chunk is not None:
+                    yield chunk
+        finally:
+            with contextlib.suppress(*errors):
+                await events.close()

@@ -171,6 +171,11 @@ class StubLLMServer:
             ready.set()
             loop.run_forever()
             self._server.close()
+            # Connections still open (keep-alive, a slow answer) would be destroyed pending.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(self._server.wait_closed())
             loop.close()
 
@@ -222,6 +227,10 @@ class StubLLMServer:
                 if not keep_alive:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # The server is stopping. Ending normally, not cancelled: asyncio 3.11's stream
+            # callback would otherwise report the cancellation as an unhandled error.
             pass
         finally:
             with contextlib.suppress(Exception):
@@ -360,7 +369,8 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: dict[str, An
 
 
 async def _start_stream(writer: asyncio.StreamWriter) -> None:
-    writer.write(_status_line(200, "text/event-stream", [("Transfer-Encoding", "chunked"), ("Cache-Control", "no-cache")]))
+    headers = [("Transfer-Encoding", "chunked"), ("Cache-Control", "no-cache")]
+    writer.write(_status_line(200, "text/event-stream", headers))
     await writer.drain()
 
 
