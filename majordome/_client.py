@@ -16,7 +16,7 @@ from majordome._config import MajordomeConfig
 from majordome._errors import CapabilityError, ConfigurationError, MajordomeError
 from majordome._logging import get_logger
 from majordome._types import Answer, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
-from majordome.models.base import CallContext, Model, ModelRequest, ModelResponse
+from majordome.models.base import CallContext, Model, ModelRequest, ModelResponse, aclose_stream
 from majordome.models.catalogue import Catalogue
 from majordome.models.deployments import Deployment, DeploymentSettings, build_deployments
 from majordome.models.fallback import FallbackModel
@@ -255,15 +255,19 @@ class Majordome:
         usage: Usage | None = None
         finish: str | None = None
         try:
-            async for chunk in p.chain.stream(p.model_request):
-                if chunk.reasoning:
-                    reasoning.append(chunk.reasoning)
-                    yield ReasoningDelta(chunk.reasoning)
-                if chunk.text:
-                    text.append(chunk.text)
-                    yield TextDelta(chunk.text)
-                usage = chunk.usage or usage
-                finish = chunk.finish_reason or finish
+            chunks = p.chain.stream(p.model_request)
+            try:
+                async for chunk in chunks:
+                    if chunk.reasoning:
+                        reasoning.append(chunk.reasoning)
+                        yield ReasoningDelta(chunk.reasoning)
+                    if chunk.text:
+                        text.append(chunk.text)
+                        yield TextDelta(chunk.text)
+                    usage = chunk.usage or usage
+                    finish = chunk.finish_reason or finish
+            finally:  # a reader that stops early stops the model at once (the local model frees its lock)
+                await aclose_stream(chunks)
         except MajordomeError as error:
             self._failed(p, error)
             raise

@@ -103,6 +103,8 @@ class Model(ABC):
         """Release connections; the model may be used again afterwards (it reconnects)."""
 
 
-def joined_text(chunks: Sequence[StreamChunk]) -> str:
-    """The text of a sequence of chunks."""
-    return "".join(c.text for c in chunks)
+async def aclose_stream(stream: AsyncIterator[StreamChunk]) -> None:
+    """Close a stream now (not when it is garbage-collected), so its model stops generating."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from majordome._errors import AllCandidatesFailed, DeadlineExceeded, MajordomeError, ProviderError, StreamInterrupted
-from majordome.models.base import CallContext, Model, ModelRequest, ModelResponse, StreamChunk
+from majordome.models.base import CallContext, Model, ModelRequest, ModelResponse, StreamChunk, aclose_stream
 
 __all__ = ["FallbackModel"]
 
@@ -75,7 +75,5 @@ class FallbackModel(Model):
                     raise
                 causes.append((name, error))
             finally:
-                close = getattr(chunks, "aclose", None)
-                if close is not None:
-                    await close()
+                await aclose_stream(chunks)
         raise self._give_up(request.context, causes)

@@ -32,7 +32,15 @@ from majordome._errors import (
     StreamInterrupted,
 )
 from majordome._logging import get_logger
-from majordome.models.base import Attempt, CallContext, Model, ModelRequest, ModelResponse, StreamChunk
+from majordome.models.base import (
+    Attempt,
+    CallContext,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    StreamChunk,
+    aclose_stream,
+)
 from majordome.models.catalogue import ModelSpec
 from majordome.models.messages import Usage
 from majordome.models.reasoning import ThinkSplitter, split_reasoning
@@ -342,7 +350,7 @@ class ResilientModel(Model):
                             reasoning.append(thought)
                             yield StreamChunk(text=text, reasoning=thought)
                 finally:
-                    await _aclose(chunks)
+                    await aclose_stream(chunks)
             except ProviderError as error:
                 if received or reasoning:
                     self._fail(error)
@@ -371,8 +379,3 @@ class ResilientModel(Model):
             yield StreamChunk(text=tail_text, reasoning=tail_reasoning, finish_reason=finish, usage=usage)
             return
 
-
-async def _aclose(iterator: AsyncIterator[StreamChunk]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()

@@ -67,3 +67,13 @@ async def test_a_timeout_stops_generation_and_frees_the_model(mj: Majordome) -> 
 def test_a_missing_gguf_is_a_configuration_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigurationError, match="no such file"):
         LocalEngine(tmp_path / "missing.gguf")
+
+
+async def test_a_reader_that_stops_early_frees_the_model(mj: Majordome) -> None:
+    stream = mj.stream(ask("Write a very long story about a dragon.", max_output_tokens=1000))
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    answer = await asyncio.wait_for(mj.ask(ask("Say yes.", max_output_tokens=4)), 5)
+    assert answer.text
