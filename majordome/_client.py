@@ -243,6 +243,9 @@ class Majordome:
             response = await p.chain.complete(p.model_request)
         except MajordomeError as error:
             self._failed(p, error)
+            # A request refused at once (every circuit open) never suspended: let the loop run, so
+            # a worker retrying in a tight loop cannot starve the calls that would close them.
+            await asyncio.sleep(0)
             raise
         return self._answer(p, response)
 
@@ -270,6 +273,9 @@ class Majordome:
                 await aclose_stream(chunks)
         except MajordomeError as error:
             self._failed(p, error)
+            # A request refused at once (every circuit open) never suspended: let the loop run, so
+            # a worker retrying in a tight loop cannot starve the calls that would close them.
+            await asyncio.sleep(0)
             raise
         last = p.context.attempts[-1]
         response = ModelResponse(

@@ -84,6 +84,8 @@ class AzureAIInferenceModel(Model):
         # Masked in error details and logs even when this model is used outside Majordome.
         register_secret(endpoint)
         self._clients: PerLoop[tuple[ChatCompletionsClient, Any]] = PerLoop(self._make_client)
+        # Import the SDK now, not inside the event loop on the first call.
+        import azure.ai.inference.aio  # noqa: F401
 
     def _make_client(self) -> tuple[ChatCompletionsClient, Any]:
         import aiohttp

@@ -72,6 +72,8 @@ class OpenAICompatibleModel(Model):
         register_secret(base_url)
         register_secret(api_key)
         self._clients: PerLoop[openai.AsyncOpenAI] = PerLoop(self._make_client)
+        # Import the SDK now (about a second), not inside the event loop on the first call.
+        import openai  # noqa: F401
 
     def _make_client(self) -> openai.AsyncOpenAI:
         import httpx2
@@ -81,7 +83,10 @@ class OpenAICompatibleModel(Model):
         if self._http_client_factory is not None:
             http_client = self._http_client_factory()
         else:
-            http_client = httpx2.AsyncClient(
+            # The SDK's aiohttp transport: httpx2's own connection pool rescans every connection
+            # on each request start and end, which costs seconds at 1,000 concurrent calls
+            # (docs/BENCHMARKS.md).
+            http_client = openai.DefaultAioHttpClient(
                 limits=httpx2.Limits(
                     max_connections=self._max_connections, max_keepalive_connections=self._max_connections
                 ),
@@ -121,6 +126,8 @@ class OpenAICompatibleModel(Model):
                 return ProviderRateLimited(message, retry_after=retry_after_seconds(exc.response.headers), **where)
             return ProviderHTTPError(message, status_code=exc.status_code, **where)
         if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | httpx2.TimeoutException):
+            if _dropped_connection(exc):
+                return ProviderConnectionError(f"connection to {self.deployment} was dropped", **where)
             return ProviderTimeout(f"{self.deployment} timed out", **where)
         if isinstance(exc, openai.APIConnectionError):
             cause = type(exc.__cause__ or exc).__name__
@@ -138,29 +145,32 @@ class OpenAICompatibleModel(Model):
 
         return (openai.OpenAIError, httpx.HTTPError, httpx2.HTTPError, OSError, ValueError)
 
-    @staticmethod
-    def _as_mapping(obj: Any) -> Any:
-        """The SDK's pydantic objects as plain data, extra fields (``reasoning_content``) included."""
-        dump = getattr(obj, "model_dump", None)
-        return dump() if callable(dump) else obj
+    # The body is already plain JSON (``request_body``) and the answer is parsed by the shared
+    # parser, so the SDK's typed ``chat.completions.create`` (which re-processes the parameters
+    # and builds pydantic objects) is skipped: ``post`` with ``cast_to=object`` sends the body as
+    # is and gives the decoded JSON, with the SDK's URL building, auth and error classes.
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         client = self._clients.get()
         try:
-            completion = await client.chat.completions.create(**request_body(self.deployment, request, stream=False))
+            payload = await client.post(
+                "/chat/completions", body=request_body(self.deployment, request, stream=False), cast_to=object
+            )
         except self._transport_errors() as exc:
             raise self._error(exc) from exc
-        return parse_completion(
-            self._as_mapping(completion), served_by=self.label, deployment=self.deployment, model_id=self.model_id
-        )
+        return parse_completion(payload, served_by=self.label, deployment=self.deployment, model_id=self.model_id)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        import openai
+
         client = self._clients.get()
         errors = self._transport_errors()
         body = request_body(self.deployment, request, stream=True)
         body["stream_options"] = {"include_usage": True}
         try:
-            events = await client.chat.completions.create(**body)
+            events: openai.AsyncStream[object] = await client.post(
+                "/chat/completions", body=body, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object]
+            )
         except errors as exc:
             raise self._error(exc) from exc
         try:
@@ -171,9 +181,24 @@ class OpenAICompatibleModel(Model):
                     return
                 except errors as exc:
                     raise self._error(exc) from exc
-                chunk = parse_chunk(self._as_mapping(event), deployment=self.deployment, model_id=self.model_id)
+                chunk = parse_chunk(event, deployment=self.deployment, model_id=self.model_id)
                 if chunk is not None:
                     yield chunk
         finally:
             with contextlib.suppress(*errors):
                 await events.close()
+
+
+def _dropped_connection(exc: BaseException) -> bool:
+    """Whether a "timeout" was really a dropped connection: the SDK's aiohttp transport maps
+    every ``aiohttp.ClientConnectionError`` (a reset, a server disconnect) to a timeout."""
+    import aiohttp
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.ServerTimeoutError | TimeoutError):
+            return False
+        if isinstance(seen, aiohttp.ClientConnectionError | ConnectionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -67,26 +67,40 @@ class RetryPolicy(BaseModel):
 
 
 class BreakerPolicy(BaseModel):
-    """When a deployment's circuit opens, and for how long."""
+    """When a deployment's circuit opens, and for how long.
+
+    It opens when, among the last ``sample_size`` calls that ended within ``window_s``, at least
+    ``failures`` failed *and* failures are at least ``failure_ratio`` of them: three failures
+    out of three open it, ten out of fifty do not.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     failures: int = Field(default=3, ge=1)
+    failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    sample_size: int = Field(default=50, ge=1)
     window_s: float = Field(default=300.0, gt=0)
     open_s: float = Field(default=60.0, ge=0)
 
 
 class CircuitBreaker:
-    """Closed → open after ``failures`` failures in ``window_s`` → half-open after ``open_s``:
-    one probe call; its success closes the circuit, its failure opens it again. Thread-safe, so
-    the sync and async entry points can share it."""
+    """Closed → open → half-open (one probe) → closed or open again. Thread-safe, so the sync
+    and async entry points can share it.
+
+    :meth:`acquire` gives a ticket; the call reports back with it (:meth:`success`,
+    :meth:`failure` or :meth:`release`). A ticket from before the last change of state is
+    stale: a call that started before the circuit opened cannot close it by succeeding late,
+    nor re-open it by failing late.
+    """
 
     def __init__(self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures: deque[float] = deque()
+        self._recent: deque[tuple[float, bool]] = deque()  # (ended at, failed), at most sample_size
+        self._recent_failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._generation = 0
 
     @property
     def state(self) -> str:
@@ -97,46 +111,71 @@ class CircuitBreaker:
                 return "half-open"
             return "open"
 
-    def acquire(self) -> float | None:
-        """None when a call may go ahead; otherwise the seconds until the circuit may reopen."""
+    def reopens_in(self) -> float:
+        """Seconds until a probe may go through (0 when closed, or when a probe is in flight)."""
         with self._lock:
             if self._opened_at is None:
+                return 0.0
+            return max(0.0, self.policy.open_s - (self._clock() - self._opened_at))
+
+    def acquire(self) -> int | None:
+        """A ticket when a call may go ahead; None when the circuit is open (or a probe is out)."""
+        with self._lock:
+            if self._opened_at is None:
+                return self._generation
+            if self._clock() - self._opened_at < self.policy.open_s or self._probing:
                 return None
-            waited = self._clock() - self._opened_at
-            if waited < self.policy.open_s:
-                return self.policy.open_s - waited
-            if self._probing:
-                return 0.0  # a probe is in flight; others wait for its verdict
             self._probing = True
-            return None
+            return self._generation
 
-    def release(self) -> None:
-        """The call ended without a verdict (cancelled, or failed for a reason that doesn't count)."""
+    def release(self, ticket: int) -> None:
+        """The call ended without a verdict (cancelled, or an error that says nothing of health)."""
         with self._lock:
-            self._probing = False
-
-    def success(self) -> None:
-        with self._lock:
-            self._failures.clear()
-            self._opened_at = None
-            self._probing = False
-
-    def failure(self) -> None:
-        with self._lock:
-            now = self._clock()
-            if self._opened_at is not None:  # the probe failed
-                self._opened_at = now
+            if ticket == self._generation:
                 self._probing = False
+
+    def success(self, ticket: int) -> None:
+        with self._lock:
+            if ticket != self._generation:
                 return
-            self._failures.append(now)
-            while self._failures and now - self._failures[0] > self.policy.window_s:
-                self._failures.popleft()
-            if len(self._failures) >= self.policy.failures:
-                self._opened_at = now
-                self._failures.clear()
+            if self._opened_at is not None:  # the probe succeeded
+                self._change(opened_at=None)
+                return
+            self._count(failed=False)
+
+    def failure(self, ticket: int) -> None:
+        with self._lock:
+            if ticket != self._generation:
+                return
+            if self._opened_at is not None:  # the probe failed: open for another period
+                self._change(opened_at=self._clock())
+                return
+            self._count(failed=True)
+            failures, calls = self._recent_failures, len(self._recent)
+            if failures >= self.policy.failures and failures >= self.policy.failure_ratio * calls:
+                self._change(opened_at=self._clock())
+
+    def _change(self, *, opened_at: float | None) -> None:
+        self._opened_at = opened_at
+        self._probing = False
+        self._recent.clear()
+        self._recent_failures = 0
+        self._generation += 1
+
+    def _count(self, *, failed: bool) -> None:
+        now = self._clock()
+        recent = self._recent
+        while recent and (len(recent) >= self.policy.sample_size or now - recent[0][0] > self.policy.window_s):
+            self._recent_failures -= recent.popleft()[1]
+        recent.append((now, failed))
+        self._recent_failures += failed
 
 
 def _counts_against_breaker(error: ProviderError) -> bool:
+    """5xx, timeouts, connection errors and malformed answers say a deployment is unhealthy;
+    429 says it is busy (Retry-After and throttling deal with that), other 4xx say nothing."""
+    if isinstance(error, ProviderRateLimited):
+        return False
     return error.retryable or isinstance(error, ProviderResponseError)
 
 
@@ -192,15 +231,18 @@ class ResilientModel(Model):
             raise DeadlineExceeded(ctx.deadline_s)
         return min(self.spec.timeout_s, remaining)
 
-    def _check_breaker(self) -> None:
-        wait = self.breaker.acquire()
-        if wait is not None:
+    def _check_breaker(self) -> int:
+        """The breaker's ticket for this attempt, or :class:`CircuitOpenError` without a call."""
+        ticket = self.breaker.acquire()
+        if ticket is None:
+            wait = self.breaker.reopens_in()
             raise CircuitOpenError(
                 f"circuit open for {self.spec.deployment} (recent failures); retry in {wait:.0f} s",
                 reopens_in=wait,
                 model=self.spec.id,
                 deployment=self.spec.deployment,
             )
+        return ticket
 
     def _record(
         self, ctx: CallContext, number: int, started: float, error: BaseException | None, usage: Usage | None = None
@@ -265,28 +307,28 @@ class ResilientModel(Model):
         while True:
             number += 1
             timeout = self._attempt_timeout(ctx)
-            self._check_breaker()
+            ticket = self._check_breaker()
             started = time.monotonic()
             try:
                 async with asyncio.timeout(timeout):
                     response = await self.provider.complete(request)
             except ProviderError as error:
-                self._fail(error)
+                self._fail(error, ticket)
                 self._record(ctx, number, started, error)
                 if not await self._wait_before_retry(ctx, error, number):
                     raise
                 continue
             except TimeoutError as exc:
                 timed_out = self._timeout_error(timeout)
-                self._fail(timed_out)
+                self._fail(timed_out, ticket)
                 self._record(ctx, number, started, timed_out)
                 if not await self._wait_before_retry(ctx, timed_out, number):
                     raise timed_out from exc
                 continue
             except BaseException:
-                self.breaker.release()
+                self.breaker.release(ticket)
                 raise
-            self.breaker.success()
+            self.breaker.success(ticket)
             text, reasoning = split_reasoning(response.text)
             response.reasoning = "\n".join(r for r in (response.reasoning, reasoning) if r) or None
             response.text = text
@@ -303,13 +345,11 @@ class ResilientModel(Model):
             deployment=self.spec.deployment,
         )
 
-    def _fail(self, error: ProviderError) -> None:
-        if isinstance(error, CircuitOpenError):
-            return
+    def _fail(self, error: ProviderError, ticket: int) -> None:
         if _counts_against_breaker(error):
-            self.breaker.failure()
+            self.breaker.failure(ticket)
         else:
-            self.breaker.release()
+            self.breaker.release(ticket)
 
     # -- stream ------------------------------------------------------------------------------
 
@@ -320,7 +360,7 @@ class ResilientModel(Model):
         while True:
             number += 1
             timeout = self._attempt_timeout(ctx)
-            self._check_breaker()
+            ticket = self._check_breaker()
             started = time.monotonic()
             received: list[str] = []
             reasoning: list[str] = []
@@ -353,7 +393,7 @@ class ResilientModel(Model):
                     await aclose_stream(chunks)
             except ProviderError as error:
                 if received or reasoning:
-                    self._fail(error)
+                    self._fail(error, ticket)
                     interrupted = StreamInterrupted(
                         f"stream from {self.spec.deployment} broke after its first token: {error}",
                         partial_text="".join(received),
@@ -362,15 +402,15 @@ class ResilientModel(Model):
                     )
                     self._record(ctx, number, started, interrupted)
                     raise interrupted from error
-                self._fail(error)
+                self._fail(error, ticket)
                 self._record(ctx, number, started, error)
                 if not await self._wait_before_retry(ctx, error, number):
                     raise
                 continue
             except BaseException:
-                self.breaker.release()
+                self.breaker.release(ticket)
                 raise
-            self.breaker.success()
+            self.breaker.success(ticket)
             tail_text, tail_reasoning = splitter.finish()
             text = "".join(received) + tail_text
             thought = "".join(reasoning) + tail_reasoning

@@ -176,32 +176,69 @@ def test_breaker_opens_after_failures_in_window_then_lets_one_probe() -> None:
     clock = Clock()
     breaker = CircuitBreaker(BreakerPolicy(failures=3, window_s=300, open_s=60), clock=clock)
     for _ in range(2):
-        assert breaker.acquire() is None
-        breaker.failure()
+        ticket = breaker.acquire()
+        assert ticket is not None
+        breaker.failure(ticket)
     assert breaker.state == "closed"
-    breaker.failure()
+    breaker.failure(breaker.acquire())  # type: ignore[arg-type]
     assert breaker.state == "open"
-    assert breaker.acquire() == pytest.approx(60)
+    assert breaker.acquire() is None and breaker.reopens_in() == pytest.approx(60)
     clock.now += 61
     assert breaker.state == "half-open"
-    assert breaker.acquire() is None  # the probe
-    assert breaker.acquire() == 0.0  # others wait for its verdict
-    breaker.failure()  # the probe failed: open again for a full period
-    assert breaker.state == "open"
+    probe = breaker.acquire()
+    assert probe is not None  # the probe
+    assert breaker.acquire() is None  # others wait for its verdict
+    breaker.failure(probe)  # the probe failed: open again for a full period
+    assert breaker.state == "open" and breaker.reopens_in() == pytest.approx(60)
     clock.now += 61
-    assert breaker.acquire() is None
-    breaker.success()
+    probe = breaker.acquire()
+    assert probe is not None
+    breaker.success(probe)
     assert breaker.state == "closed"
-    assert breaker.acquire() is None
+    assert breaker.acquire() is not None
 
 
 def test_failures_outside_the_window_do_not_count() -> None:
     clock = Clock()
     breaker = CircuitBreaker(BreakerPolicy(failures=3, window_s=300, open_s=60), clock=clock)
-    breaker.failure()
-    breaker.failure()
+    breaker.failure(breaker.acquire())  # type: ignore[arg-type]
+    breaker.failure(breaker.acquire())  # type: ignore[arg-type]
     clock.now += 301
-    breaker.failure()
+    breaker.failure(breaker.acquire())  # type: ignore[arg-type]
+    assert breaker.state == "closed"
+
+
+def test_a_few_failures_among_many_successes_do_not_open_it() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerPolicy(failures=3, failure_ratio=0.5, sample_size=50, window_s=300), clock=clock)
+    for i in range(100):  # 20 % failures, spread over time
+        clock.now += 1
+        ticket = breaker.acquire()
+        assert ticket is not None
+        (breaker.failure if i % 5 == 0 else breaker.success)(ticket)
+    assert breaker.state == "closed"
+    down = 0
+    while breaker.state == "closed":  # then the deployment goes down: it opens once failures dominate
+        clock.now += 1
+        breaker.failure(breaker.acquire())  # type: ignore[arg-type]
+        down += 1
+    assert down <= 25  # half of the last 50 calls
+
+
+def test_results_of_calls_started_before_a_change_are_ignored() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerPolicy(failures=2, open_s=10), clock=clock)
+    slow_ok, slow_bad = breaker.acquire(), breaker.acquire()
+    breaker.failure(breaker.acquire())  # type: ignore[arg-type]
+    breaker.failure(breaker.acquire())  # type: ignore[arg-type]
+    assert breaker.state == "open"
+    breaker.success(slow_ok)  # type: ignore[arg-type]  # started before it opened: cannot close it
+    assert breaker.state == "open"
+    clock.now += 11
+    probe = breaker.acquire()
+    breaker.failure(slow_bad)  # type: ignore[arg-type]  # nor fail the probe's turn
+    assert breaker.state == "half-open"
+    breaker.success(probe)  # type: ignore[arg-type]
     assert breaker.state == "closed"
 
 
@@ -218,9 +255,11 @@ async def test_open_breaker_refuses_without_calling() -> None:
     assert len(scripted.calls) == 3
 
 
-async def test_client_errors_do_not_open_the_breaker() -> None:
+@pytest.mark.parametrize("error", [http(400), http(401), limited(0.0)])
+async def test_client_errors_and_rate_limits_do_not_open_the_breaker(error: ProviderHTTPError) -> None:
     breaker = CircuitBreaker(BreakerPolicy(failures=2))
-    model = resilient(ScriptedModel(default=Reply(error=http(400))), breaker=breaker)
+    model = resilient(ScriptedModel(default=Reply(error=error)), breaker=breaker,
+                      retry=RetryPolicy(max_attempts=1))
     for _ in range(3):
         with pytest.raises(ProviderHTTPError):
             await model.complete(request())
@@ -342,7 +381,7 @@ async def test_stream_falls_back_only_before_the_first_chunk() -> None:
 async def test_cancellation_releases_a_half_open_probe() -> None:
     clock = Clock()
     breaker = CircuitBreaker(BreakerPolicy(failures=1, open_s=10), clock=clock)
-    breaker.failure()
+    breaker.failure(breaker.acquire())  # type: ignore[arg-type]
     clock.now += 11
     model = resilient(ScriptedModel(Reply("slow", delay_s=5)), breaker=breaker)
     task = asyncio.create_task(model.complete(request()))
@@ -350,4 +389,4 @@ async def test_cancellation_releases_a_half_open_probe() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert breaker.acquire() is None  # the next caller may probe
+    assert breaker.acquire() is not None  # the next caller may probe
