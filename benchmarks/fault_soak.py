@@ -10,7 +10,7 @@ timeout far beyond it catches a hang. The provider SDKs and the tokenizer are lo
 in a worker that has been running.
 
     python benchmarks/fault_soak.py                          # the library's default circuit breaker
-    python benchmarks/fault_soak.py --breaker 200,1,1        # a breaker that tolerates 20 % faults
+    python benchmarks/fault_soak.py --breaker 200,1,1        # a breaker that practically never opens
     python benchmarks/fault_soak.py --quick                  # 1,000 requests, a smoke run
 
 Checks: every request ends answered or with a typed error (a MajordomeError), within its
@@ -213,7 +213,7 @@ def main() -> None:
         "--breaker",
         metavar="FAILURES,WINDOW_S,OPEN_S",
         default=None,
-        help="circuit breaker policy (default: the library's, 3 failures in 300 s open it for 60 s)",
+        help="circuit breaker policy (default: the library's: 3 failures that are at least half of the last 50 calls in 300 s open it for 60 s)",
     )
     parser.add_argument(
         "--apis",
