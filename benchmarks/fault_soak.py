@@ -213,7 +213,8 @@ def main() -> None:
         "--breaker",
         metavar="FAILURES,WINDOW_S,OPEN_S",
         default=None,
-        help="circuit breaker policy (default: the library's: 3 failures that are at least half of the last 50 calls in 300 s open it for 60 s)",
+        help="circuit breaker policy (default: the library's: 3 failures that are at least half of "
+        "the last 50 calls in 300 s open it for 60 s)",
     )
     parser.add_argument(
         "--apis",
