@@ -4,14 +4,15 @@ JSON): message encoding, request bodies, ``Retry-After`` parsing, safe error mes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from majordome._errors import ProviderResponseError
+from majordome._errors import ProviderError, ProviderResponseError
 from majordome._logging import redact
 from majordome.models.base import ModelRequest, ModelResponse, StreamChunk
 from majordome.models.messages import AudioPart, ImagePart, Message, TextPart, Usage
@@ -162,6 +163,38 @@ def parse_chunk(payload: Any, *, deployment: str, model_id: str) -> StreamChunk 
         )
     except _SHAPE_ERRORS as exc:
         raise _malformed(deployment, model_id, exc) from exc
+
+
+async def relay_chunks(
+    open_events: Callable[[], Awaitable[Any]],
+    errors: tuple[type[BaseException], ...],
+    translate: Callable[[BaseException], ProviderError],
+    *,
+    deployment: str,
+    model_id: str,
+) -> AsyncIterator[StreamChunk]:
+    """An SDK's stream of events as chunks: ``open_events`` starts the call, transport
+    ``errors`` are translated, each event is parsed with :func:`parse_chunk`, and the SDK's
+    stream is closed however the reading ends (a reader that stops early included)."""
+    try:
+        events = await open_events()
+    except errors as exc:
+        raise translate(exc) from exc
+    close = getattr(events, "aclose", None) or events.close
+    try:
+        while True:
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                return
+            except errors as exc:
+                raise translate(exc) from exc
+            chunk = parse_chunk(event, deployment=deployment, model_id=model_id)
+            if chunk is not None:
+                yield chunk
+    finally:
+        with contextlib.suppress(*errors):
+            await close()
 
 
 T = TypeVar("T")

@@ -10,7 +10,6 @@ midway (``IncompleteReadError``) and broken JSON (``DecodeError``) as subclasses
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -27,8 +26,8 @@ from majordome._logging import register_secret
 from majordome.models._wire import (
     PerLoop,
     error_detail,
-    parse_chunk,
     parse_completion,
+    relay_chunks,
     request_body,
     retry_after_seconds,
 )
@@ -175,26 +174,12 @@ class AzureAIInferenceModel(Model):
             raise self._error(exc) from exc
         return parse_completion(result, served_by=self.label, deployment=self.deployment, model_id=self.model_id)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        client, credential = self._clients.get()
-        errors = self._transport_errors()
-        try:
-            updates: Any = await client.complete(
-                body=request_body(self.deployment, request, stream=True), **self._call_options(credential)
-            )
-        except errors as exc:
-            raise self._error(exc) from exc
-        try:
-            while True:
-                try:
-                    update = await anext(updates)
-                except StopAsyncIteration:
-                    return
-                except errors as exc:
-                    raise self._error(exc) from exc
-                chunk = parse_chunk(update, deployment=self.deployment, model_id=self.model_id)
-                if chunk is not None:
-                    yield chunk
-        finally:
-            with contextlib.suppress(*errors):
-                await updates.aclose()
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        async def open_events() -> Any:
+            client, credential = self._clients.get()
+            body = request_body(self.deployment, request, stream=True)
+            return await client.complete(body=body, **self._call_options(credential))
+
+        return relay_chunks(
+            open_events, self._transport_errors(), self._error, deployment=self.deployment, model_id=self.model_id
+        )

@@ -7,7 +7,6 @@ The SDK's own retries are off (``max_retries=0``): retries, timeouts and fallbac
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +22,8 @@ from majordome._logging import register_secret
 from majordome.models._wire import (
     PerLoop,
     error_detail,
-    parse_chunk,
     parse_completion,
+    relay_chunks,
     request_body,
     retry_after_seconds,
 )
@@ -160,33 +159,19 @@ class OpenAICompatibleModel(Model):
             raise self._error(exc) from exc
         return parse_completion(payload, served_by=self.label, deployment=self.deployment, model_id=self.model_id)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        import openai
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        async def open_events() -> Any:
+            import openai
 
-        client = self._clients.get()
-        errors = self._transport_errors()
-        body = request_body(self.deployment, request, stream=True)
-        body["stream_options"] = {"include_usage": True}
-        try:
-            events: openai.AsyncStream[object] = await client.post(
+            body = request_body(self.deployment, request, stream=True)
+            body["stream_options"] = {"include_usage": True}
+            return await self._clients.get().post(
                 "/chat/completions", body=body, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object]
             )
-        except errors as exc:
-            raise self._error(exc) from exc
-        try:
-            while True:
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    return
-                except errors as exc:
-                    raise self._error(exc) from exc
-                chunk = parse_chunk(event, deployment=self.deployment, model_id=self.model_id)
-                if chunk is not None:
-                    yield chunk
-        finally:
-            with contextlib.suppress(*errors):
-                await events.close()
+
+        return relay_chunks(
+            open_events, self._transport_errors(), self._error, deployment=self.deployment, model_id=self.model_id
+        )
 
 
 def _dropped_connection(exc: BaseException) -> bool:
