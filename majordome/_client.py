@@ -21,9 +21,12 @@ from majordome.models.catalogue import Catalogue
 from majordome.models.deployments import Deployment, DeploymentSettings, build_deployments
 from majordome.models.fallback import FallbackModel
 from majordome.models.messages import Usage
-from majordome.models.tokens import estimate_prompt_tokens, prompt_tokens_upper_bound
+from majordome.router.candidates import output_reserve
 from majordome.router.decision import RequestFeatures, RoutingDecision
-from majordome.router.seed import output_reserve, seed_route
+from majordome.router.intents import LLMIntentClassifier
+from majordome.router.policy import Policy
+from majordome.router.quality import load_quality
+from majordome.router.router import Router
 
 __all__ = ["Majordome", "ModelInfo"]
 
@@ -50,6 +53,7 @@ class ModelInfo:
 @dataclass(slots=True)
 class _Prepared:
     request: Request
+    features: RequestFeatures
     decision: RoutingDecision
     context: CallContext
     chain: FallbackModel
@@ -73,6 +77,7 @@ class Majordome:
         catalogue: Catalogue | None = None,
         providers: Mapping[str, Model] | None = None,
         env: Mapping[str, str] | None = None,
+        router: Router | None = None,
     ) -> None:
         env = dict(os.environ) if env is None else dict(env)
         self.config = config or MajordomeConfig()
@@ -90,7 +95,23 @@ class Majordome:
         if not self._deployments:
             raise ConfigurationError("no chat model is enabled in the catalogue")
         self._specs = {model_id: d.spec for model_id, d in self._deployments.items()}
+        policy = Policy.load(self.config.policy_file)
+        policy.check_models(self.catalogue)
+        self.router = router or Router(policy, models=list(self._specs))
+        if self.config.quality_model_file is not None:
+            self.router.set_quality(load_quality(self.config.quality_model_file))
+        self.router.llm = self._llm_classifier(policy)
         self._portal = _Portal()
+
+    def _llm_classifier(self, policy: Policy) -> LLMIntentClassifier | None:
+        """Phi-4-mini as the second opinion on unsure intents: on when the policy says so, or by
+        default when Phi-4-mini has a real endpoint (the local stand-in is too small to help)."""
+        deployment = self._deployments.get("phi-4-mini")
+        if policy.llm_classifier == "off" or deployment is None:
+            return None
+        if policy.llm_classifier == "auto" and deployment.substituted:
+            return None
+        return LLMIntentClassifier(deployment.model, {k: v.description for k, v in policy.intents.items()})
 
     @classmethod
     def from_env(
@@ -124,33 +145,49 @@ class Majordome:
         return rows
 
     def route(self, request: Request | dict[str, Any]) -> RoutingDecision:
-        """The routing decision for ``request``, without calling any model."""
+        """The routing decision for ``request``, without calling any model (and without the LLM
+        intent classifier, which :meth:`ask` consults when the first classifier is unsure)."""
         req = Request.parse(request)
-        return self._decide(req, self._features(req))
+        return self._decide(req, self._features(req), time.monotonic() + self._deadline(req))
+
+    def classify(self, text: str) -> tuple[str, float]:
+        """The intent of ``text`` (one of the policy's intents) and the classifier's confidence."""
+        return self.router.classify(text)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Swap the routing policy; requests in flight finish with the one they started with."""
+        self.router.set_policy(policy)
 
     # -- the request path --------------------------------------------------------------------
 
+    def _deadline(self, req: Request) -> float:
+        return req.deadline_s or self.config.deadline_for(req.job_type)
+
     def _features(self, req: Request) -> RequestFeatures:
-        modalities = frozenset().union(*(m.modalities for m in req.messages))
-        return RequestFeatures(
-            modalities=modalities,
+        return self.router.features(
+            req.messages,
+            tenant=req.tenant,
             job_type=req.job_type,
             intent=req.intent,
             language=req.language,
+            tier=req.tier,
             json_mode=req.json_mode,
-            prompt_tokens_bound=prompt_tokens_upper_bound(req.messages),
-            count_prompt_tokens=lambda: estimate_prompt_tokens(req.messages),
         )
 
-    def _decide(self, req: Request, features: RequestFeatures) -> RoutingDecision:
+    def _decide(self, req: Request, features: RequestFeatures, deadline: float) -> RoutingDecision:
         pinned = self.catalogue.resolve(req.model).id if req.model else None
+        open_circuits = frozenset(m for m, d in self._deployments.items() if d.model.breaker.state == "open")
         try:
-            return seed_route(
+            return self.router.decide(
                 features,
                 self._specs,
+                tenant=req.tenant,
                 requested_output=req.max_output_tokens,
                 default_output=self.config.default_max_output_tokens,
                 pinned=pinned,
+                open_circuits=open_circuits,
+                time_left_s=deadline - time.monotonic(),
+                max_cost_usd=req.max_cost_usd,
             )
         except CapabilityError as error:
             substituted = [d for d in self._deployments.values() if d.substituted]
@@ -164,8 +201,32 @@ class Majordome:
     def _prepare(self, request: Request | dict[str, Any]) -> _Prepared:
         started = time.monotonic()
         req = Request.parse(request)
-        decision = self._decide(req, self._features(req))
-        deadline_s = req.deadline_s or self.config.deadline_for(req.job_type)
+        deadline_s = self._deadline(req)
+        features = self._features(req)
+        decision = self._decide(req, features, started + deadline_s)
+        return self._prepared(req, features, decision, started, deadline_s)
+
+    async def _prepare_async(self, request: Request | dict[str, Any]) -> _Prepared:
+        """:meth:`_prepare`, asking the LLM intent classifier when the first one is unsure."""
+        started = time.monotonic()
+        req = Request.parse(request)
+        deadline_s = self._deadline(req)
+        features = self._features(req)
+        llm = self.router.llm
+        if (
+            llm is not None
+            and features.intent_source == "classifier"
+            and features.intent_confidence < self.router.threshold
+        ):
+            verdict = await llm.classify(features.text, trace_id=req.trace_id or "")
+            if verdict is not None:
+                features = self.router.with_intent(features, verdict[0], verdict[1], "llm")
+        decision = self._decide(req, features, started + deadline_s)
+        return self._prepared(req, features, decision, started, deadline_s)
+
+    def _prepared(
+        self, req: Request, features: RequestFeatures, decision: RoutingDecision, started: float, deadline_s: float
+    ) -> _Prepared:
         context = CallContext(
             trace_id=req.trace_id or uuid.uuid4().hex, deadline=started + deadline_s, deadline_s=deadline_s
         )
@@ -178,10 +239,12 @@ class Majordome:
             json_mode=req.json_mode,
             context=context,
         )
-        return _Prepared(req, decision, context, chain, model_request, started)
+        return _Prepared(req, features, decision, context, chain, model_request, started)
 
     def _answer(self, p: _Prepared, response: ModelResponse) -> Answer:
         deployment = self._deployments[response.model]
+        if response.usage is not None:
+            self.router.usage.observe(p.features.intent, response.model, response.usage.output_tokens)
         answer = Answer(
             text=response.text,
             model=response.model,
@@ -206,6 +269,9 @@ class Majordome:
                 served_by=answer.served_by,
                 substituted=answer.substituted,
                 policy=p.decision.policy,
+                intent=p.decision.intent,
+                intent_source=p.decision.intent_source,
+                language=p.decision.language,
                 reason=p.decision.reason,
                 attempts=len(answer.attempts),
                 input_tokens=answer.usage.input_tokens,
@@ -238,7 +304,7 @@ class Majordome:
 
     async def ask(self, request: Request | dict[str, Any]) -> Answer:
         """Route ``request``, call the chosen model (with retries and fallbacks) and answer."""
-        p = self._prepare(request)
+        p = await self._prepare_async(request)
         try:
             response = await p.chain.complete(p.model_request)
         except MajordomeError as error:
@@ -252,7 +318,7 @@ class Majordome:
     async def stream(self, request: Request | dict[str, Any]) -> AsyncIterator[StreamEvent]:
         """Like :meth:`ask`, as :class:`TextDelta`/:class:`ReasoningDelta` events, then one
         :class:`Completed` with the whole answer, usage and cost."""
-        p = self._prepare(request)
+        p = await self._prepare_async(request)
         text: list[str] = []
         reasoning: list[str] = []
         usage: Usage | None = None

@@ -37,6 +37,10 @@ class MajordomeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     catalogue_file: Path | None = None
+    policy_file: Path | None = None
+    """The routing policy (TOML); the packaged one by default."""
+    quality_model_file: Path | None = None
+    """A trained quality model (``majordome router train``); the policy's priors by default."""
     offline: Literal["auto", "always", "never"] = "auto"
     """``auto``: with no endpoint configured at all, the local model serves every chat slot;
     ``always``: the local model serves every slot; ``never``: every enabled model needs its endpoint."""
@@ -86,6 +90,8 @@ class MajordomeConfig(BaseModel):
 
 ENV_FIELDS: dict[str, str] = {
     "MAJORDOME_CATALOGUE": "catalogue_file",
+    "MAJORDOME_POLICY": "policy_file",
+    "MAJORDOME_QUALITY_MODEL": "quality_model_file",
     "MAJORDOME_OFFLINE": "offline",
     "MAJORDOME_LOCAL_MODEL_PATH": "local_model_path",
     "MAJORDOME_LOCAL_N_CTX": "local_n_ctx",
@@ -96,7 +102,7 @@ ENV_FIELDS: dict[str, str] = {
     "MAJORDOME_LOG_MESSAGE_BODIES": "log_message_bodies",
 }
 # Read elsewhere (not configuration of a Majordome): accepted, not refused as typos.
-_OTHER_VARIABLES = {"MAJORDOME_CONFIG", "MAJORDOME_DATA_DIR"}
+_OTHER_VARIABLES = {"MAJORDOME_CONFIG", "MAJORDOME_DATA_DIR", "MAJORDOME_CACHE_DIR"}
 
 
 def _from_variables(env: Mapping[str, str]) -> dict[str, Any]:

@@ -21,8 +21,9 @@ class Request(ValidatedModel):
 
     ``tenant`` is the creator (or account) the request is for; ``job_type`` the worker's job
     (``chat.suggest``, ``content.suggest``, ``content.analyze``, ``video.analysis`` or any other),
-    which sets the default deadline. ``intent`` and ``language`` are hints for the router;
-    ``model`` pins a catalogue model (no routing, no fallback). Invalid input raises
+    which sets the default deadline. ``intent``, ``language`` and ``tier`` are hints for the
+    router (a hint wins over classification); ``model`` pins a catalogue model (no routing, no
+    fallback); ``max_cost_usd`` leaves out models expected to cost more. Invalid input raises
     :class:`BadRequestError`.
     """
 
@@ -31,12 +32,14 @@ class Request(ValidatedModel):
     job_type: str | None = None
     intent: str | None = None
     language: str | None = None
+    tier: str | None = None
     model: str | None = None
     user: str | None = None
     max_output_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     json_mode: bool = False
     deadline_s: float | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
     trace_id: str | None = Field(default=None, min_length=1, max_length=200)
     metadata: dict[str, str] = Field(default_factory=dict)
 

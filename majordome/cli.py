@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -122,6 +123,109 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         )
     if any(row.substituted for row in rows):
         typer.echo("* no endpoint configured: the local model serves this slot (see README, 'Configuration')")
+
+
+@app.command()
+def route(
+    prompt: Annotated[str, typer.Argument(help="The user message to route.")],
+    tenant: Annotated[str, typer.Option(help="Tenant (creator) id.")] = "cli",
+    job_type: Annotated[str | None, typer.Option(help="Job type, e.g. chat.suggest.")] = None,
+    intent: Annotated[str | None, typer.Option(help="Intent hint.")] = None,
+    language: Annotated[str | None, typer.Option(help="Language hint.")] = None,
+    tier: Annotated[str | None, typer.Option(help="Tier hint (free, standard, premium).")] = None,
+    explain_it: Annotated[bool, typer.Option("--explain", help="Print the scored candidates as a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+) -> None:
+    """Classify and route a message without calling any model."""
+    from majordome.router.router import explain
+
+    request = {
+        "messages": [{"role": "user", "content": prompt}],
+        "tenant": tenant,
+        "job_type": job_type,
+        "intent": intent,
+        "language": language,
+        "tier": tier,
+    }
+    with _reported(), Majordome.from_env() as mj:
+        decision = mj.route(request)
+    if as_json:
+        typer.echo(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
+    elif explain_it:
+        typer.echo(explain(decision))
+    else:
+        typer.echo(
+            f"{decision.chosen}  (intent {decision.intent} {decision.intent_confidence or 0:.2f}, "
+            f"language {decision.language})\nwhy: {decision.reason}"
+        )
+
+
+router_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the router's models.")
+app.add_typer(router_app, name="router")
+
+
+@router_app.command("train")
+def router_train(
+    outcomes: Annotated[Path, typer.Argument(help="Outcomes (long format CSV or JSONL).")],
+    out: Annotated[Path, typer.Option(help="Where to save the model (.npz).")],
+    kind: Annotated[str, typer.Option(help="prior, knn or linear.")] = "knn",
+) -> None:
+    """Train a quality model from recorded outcomes; use it with MAJORDOME_QUALITY_MODEL."""
+    from majordome.router.outcomes import OutcomeTable, read_outcomes
+    from majordome.router.quality import load_quality
+    from majordome.router.router import Router
+
+    with _reported():
+        table = OutcomeTable.from_outcomes(read_outcomes(outcomes))
+        model = Router().train_quality(kind, table)
+        model.save(out)
+        load_quality(out)  # it must load back
+    typer.echo(f"trained a {kind} quality model on {len(table.prompts)} prompts x {len(table.models)} models -> {out}")
+
+
+@router_app.command("evaluate-intents")
+def router_evaluate_intents(
+    utterances: Annotated[Path, typer.Argument(help='JSONL lines {"text", "intent", "language"}.')],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-intent and per-language scores of the intent classifier on labelled utterances."""
+    from majordome.router.intents import load_utterances
+    from majordome.router.router import default_components
+
+    with _reported():
+        report = default_components().classifier.evaluate(load_utterances(utterances))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "accuracy": report.accuracy,
+                    "macro_f1": report.macro_f1,
+                    "per_intent": {k: asdict(v) for k, v in report.per_intent.items()},
+                    "per_language": report.per_language,
+                },
+                indent=2,
+            )
+        )
+        return
+    typer.echo(report.table())
+    typer.echo(f"accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
+
+
+@app.command()
+def warmup() -> None:
+    """Build the router's cached artefacts now (static embedding table, intent classifier)."""
+    import time
+
+    from majordome.router.router import default_components
+
+    started = time.monotonic()
+    with _reported():
+        components = default_components()
+    typer.echo(
+        f"router ready in {time.monotonic() - started:.1f} s: embedder "
+        f"{components.embedder.name if components.embedder else 'none'}, "
+        f"{len(components.classifier.intents)} intents, threshold {components.classifier.threshold:.2f}"
+    )
 
 
 @app.command()

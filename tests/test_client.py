@@ -267,7 +267,8 @@ async def test_failed_request_is_logged_with_its_error(caplog: pytest.LogCapture
 def test_route_explains_without_calling() -> None:
     mj, scripted = make()
     decision = mj.route(Request(messages=[{"role": "user", "content": "Bonjour"}], tenant="t", language="fr"))
-    assert decision.chosen == "mistral-large" and decision.reason == "French request"
+    assert decision.chosen == "mistral-large" and decision.language == "fr"
+    assert "mistral-large has the best utility" in decision.reason
     assert scripted.calls == []
 
 
