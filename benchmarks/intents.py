@@ -39,8 +39,10 @@ def report_dict(report: IntentReport) -> dict[str, object]:
     return {
         "accuracy": report.accuracy,
         "macro_f1": report.macro_f1,
-        "per_intent": {k: {"precision": v.precision, "recall": v.recall, "f1": v.f1, "support": v.support}
-                       for k, v in report.per_intent.items()},
+        "per_intent": {
+            k: {"precision": v.precision, "recall": v.recall, "f1": v.f1, "support": v.support}
+            for k, v in report.per_intent.items()
+        },
         "per_language": {k: {"accuracy": a, "macro_f1": f, "n": n} for k, (a, f, n) in report.per_language.items()},
         "confusions": [list(c) for c in report.confusions],
         "below_threshold": report.abstained,
@@ -49,7 +51,9 @@ def report_dict(report: IntentReport) -> dict[str, object]:
 
 def ensure_peer() -> Path:
     python = PEER_VENV / "bin" / "python"
-    if not python.exists():
+    # (re)install when the venv is missing or an earlier install stopped before semantic-router
+    probe = "import importlib.util as u, sys; sys.exit(u.find_spec('semantic_router') is None)"
+    if not python.exists() or subprocess.run([str(python), "-c", probe], check=False).returncode != 0:
         subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, "torch==2.13.0"], check=True)
@@ -67,17 +71,31 @@ def main() -> None:
     rows = packaged_utterances()
     train, held = split_held_out(rows)
     independent = load_utterances(EVAL)
-    results: dict[str, object] = {"train": len(train), "held_out": len(held), "independent": len(independent),
-                                  "threshold": classifier.threshold}
+    results: dict[str, object] = {
+        "train": len(train),
+        "held_out": len(held),
+        "independent": len(independent),
+        "threshold": classifier.threshold,
+    }
     table_rows = []
     for name, data in (("held-out", held), ("independent", independent)):
         report = classifier.evaluate(data)
         results[name] = report_dict(report)
         print(f"\n## majordome on {name} ({len(data)} utterances)\n\n{report.table()}")
-        print(f"accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}; main confusions: "
-              + ", ".join(f"{t}->{p} {n}" for t, p, n in report.confusions[:5]))
-        table_rows.append(["majordome", name, report.accuracy, report.macro_f1,
-                           report.per_language.get("en", (0, 0, 0))[1], report.per_language.get("fr", (0, 0, 0))[1]])
+        print(
+            f"accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}; main confusions: "
+            + ", ".join(f"{t}->{p} {n}" for t, p, n in report.confusions[:5])
+        )
+        table_rows.append(
+            [
+                "majordome",
+                name,
+                report.accuracy,
+                report.macro_f1,
+                report.per_language.get("en", (0, 0, 0))[1],
+                report.per_language.get("fr", (0, 0, 0))[1],
+            ]
+        )
 
     texts = [r.text for r in independent]
     classifier.classify(texts[0])
@@ -92,22 +110,28 @@ def main() -> None:
         python = ensure_peer()
         out = subprocess.run(
             [str(python), str(Path(__file__).resolve().parent / "peer_semantic_router.py")],
-            check=True, capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
+        if out.returncode != 0:
+            sys.exit(f"the semantic-router run failed:\n{out.stderr[-4000:]}")
         peer = json.loads(out.stdout.strip().splitlines()[-1])
         results["semantic_router"] = peer
         for name in ("held-out", "independent"):
             p = peer[name]
-            table_rows.append(["semantic-router", name, p["accuracy"], p["macro_f1"], p["macro_f1_en"], p["macro_f1_fr"]])
+            table_rows.append(
+                ["semantic-router", name, p["accuracy"], p["macro_f1"], p["macro_f1_en"], p["macro_f1_fr"]]
+            )
         ours = results["latency"]["p50_ms"]  # type: ignore[index]
         results["ratios"] = {
-            "accuracy_independent_majordome_over_peer":
-                results["independent"]["accuracy"] / max(peer["independent"]["accuracy"], 1e-9),  # type: ignore[index]
+            "accuracy_independent_majordome_over_peer": results["independent"]["accuracy"]
+            / max(peer["independent"]["accuracy"], 1e-9),  # type: ignore[index]
             "latency_p50_peer_over_majordome": peer["latency"]["p50_ms"] / ours,
         }
 
-    print_table("Intent classification", ["classifier", "set", "accuracy", "macro-F1", "macro-F1 en", "macro-F1 fr"],
-                table_rows)
+    print_table(
+        "Intent classification", ["classifier", "set", "accuracy", "macro-F1", "macro-F1 en", "macro-F1 fr"], table_rows
+    )
     lat = results["latency"]
     print(f"classify() latency on the independent set: p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms")  # type: ignore[index]
     if "ratios" in results:

@@ -92,11 +92,22 @@ def main() -> None:
     sample = [m[0].text for m in long_prompts[: min(n, 200)]]
     stats = summary_ms(timed(lambda text: transformer.model().encode([text]), sample))  # type: ignore[arg-type]
     results["all-MiniLM-L6-v2 transformer, embedding only, ~200 tokens"] = stats
-    rows.append(["all-MiniLM-L6-v2 transformer, embedding only, ~200 tokens", len(sample), stats["p50_ms"],
-                 stats["p90_ms"], stats["p99_ms"], stats["max_ms"]])
+    rows.append(
+        [
+            "all-MiniLM-L6-v2 transformer, embedding only, ~200 tokens",
+            len(sample),
+            stats["p50_ms"],
+            stats["p90_ms"],
+            stats["p99_ms"],
+            stats["max_ms"],
+        ]
+    )
 
-    print_table(f"Router decision latency (6 candidate models; router loaded in {load_s:.2f} s)",
-                ["path", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)
+    print_table(
+        f"Router decision latency (6 candidate models; router loaded in {load_s:.2f} s)",
+        ["path", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+        rows,
+    )
     classified_stats = results["classified, ~200 tokens"]
     hinted_stats = results["hinted (intent + language), ~200 tokens"]
     met = {
@@ -109,8 +120,15 @@ def main() -> None:
     print(f"the transformer's embedding alone takes {ratio:.1f}x the whole static-path decision (p50)")
     write_json(
         "router_latency-quick" if args.quick else "router_latency",
-        {"benchmark": "router_latency", "command": command_line(), "machine": machine(), "router_load_s": load_s,
-         "results": results, "targets_met": met, "transformer_over_static_p50": ratio},
+        {
+            "benchmark": "router_latency",
+            "command": command_line(),
+            "machine": machine(),
+            "router_load_s": load_s,
+            "results": results,
+            "targets_met": met,
+            "transformer_over_static_p50": ratio,
+        },
     )
 
 

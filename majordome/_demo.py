@@ -15,6 +15,7 @@ from majordome._config import MajordomeConfig
 from majordome._errors import MajordomeError
 from majordome._types import Answer, Completed, TextDelta
 from majordome.models.resilience import RetryPolicy
+from majordome.router.router import explain
 
 
 def _title(text: str) -> None:
@@ -103,6 +104,14 @@ def run() -> None:
     print("Le Majordome — a tour on the embedded defaults (no keys, no servers).")
     with Majordome.from_env() as mj:
         _catalogue(mj)
+        _title("Understanding and routing (no model called)")
+        for text in (
+            "Combien je gagne par mois si 300 fans paient 9,99 € et que j'en perds 5 % chaque mois ?",
+            "hey gorgeous, loved your last live, when's the next one? 😍",
+        ):
+            print(f"\n-- {text}")
+            decision = mj.route({"messages": [{"role": "user", "content": text}], "tenant": "creator_42"})
+            print("   " + explain(decision).replace("\n", "\n   "))
         _title("Routing and answers (the local model answers for each slot)")
         _ask(
             mj,

@@ -13,10 +13,11 @@ import logging
 import threading
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
-__all__ = ["get_logger", "redact", "register_secret"]
+__all__ = ["get_logger", "redact", "register_endpoint", "register_secret"]
 
 _MASK = "***"
 _SECRET_FIELD_WORDS = ("key", "token", "secret", "password", "authorization")
@@ -33,6 +34,16 @@ def register_secret(value: str | None) -> None:
         if value not in _secrets:
             # Longest first, so an endpoint that contains a shorter secret is masked whole.
             _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
+
+
+def register_endpoint(url: str | None) -> None:
+    """Mask an endpoint: its whole URL and its host (with the port, when it has one)."""
+    if not url:
+        return
+    register_secret(url)
+    register_secret(url.rstrip("/"))
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    register_secret(netloc)
 
 
 def redact(text: str) -> str:

@@ -33,3 +33,11 @@ def test_library_is_silent_until_the_application_enables_it(caplog: pytest.LogCa
     with caplog.at_level(logging.WARNING, logger="majordome.quiet"):
         log.info("not shown")
     assert caplog.records == []
+
+
+def test_an_endpoint_is_masked_with_its_host() -> None:
+    from majordome._logging import register_endpoint
+
+    register_endpoint("https://my-resource.services.ai.azure.com:8443/models")
+    assert redact("cannot reach my-resource.services.ai.azure.com:8443") == "cannot reach ***"
+    assert "my-resource" not in redact("GET https://my-resource.services.ai.azure.com:8443/models/chat/completions")

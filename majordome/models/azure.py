@@ -22,7 +22,7 @@ from majordome._errors import (
     ProviderResponseError,
     ProviderTimeout,
 )
-from majordome._logging import register_secret
+from majordome._logging import register_endpoint, register_secret
 from majordome.models._wire import (
     PerLoop,
     error_detail,
@@ -81,7 +81,7 @@ class AzureAIInferenceModel(Model):
         self._max_connections = max_connections
         self._loopback = urlsplit(endpoint).hostname in _LOOPBACK
         # Masked in error details and logs even when this model is used outside Majordome.
-        register_secret(endpoint)
+        register_endpoint(endpoint)
         self._clients: PerLoop[tuple[ChatCompletionsClient, Any]] = PerLoop(self._make_client)
         # Import the SDK now, not inside the event loop on the first call.
         import azure.ai.inference.aio  # noqa: F401

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from majordome._errors import ConfigurationError
-from majordome._logging import register_secret
+from majordome._logging import register_endpoint, register_secret
 from majordome.models.base import Model
 from majordome.models.catalogue import Capability, Catalogue, ModelSpec
 from majordome.models.resilience import BreakerPolicy, CircuitBreaker, ResilientModel, RetryPolicy
@@ -71,7 +71,7 @@ def build_deployments(
     enabled = [spec for spec in catalogue.values() if spec.enabled]
     endpoints = {spec.id: _endpoint(spec, env) for spec in enabled}
     for spec in enabled:
-        register_secret(endpoints[spec.id])
+        register_endpoint(endpoints[spec.id])
     # Providers given in code (tests, custom models) take their slots first; "auto" means: no
     # endpoint anywhere, so this is the embedded default and the local model serves the rest.
     local_everywhere = settings.offline == "always" or (settings.offline == "auto" and not any(endpoints.values()))

@@ -18,7 +18,7 @@ from majordome._errors import (
     ProviderResponseError,
     ProviderTimeout,
 )
-from majordome._logging import register_secret
+from majordome._logging import register_endpoint, register_secret
 from majordome.models._wire import (
     PerLoop,
     error_detail,
@@ -68,7 +68,7 @@ class OpenAICompatibleModel(Model):
         self._http_client_factory = http_client_factory
         self._max_connections = max_connections
         # Masked in error details and logs even when this model is used outside Majordome.
-        register_secret(base_url)
+        register_endpoint(base_url)
         register_secret(api_key)
         self._clients: PerLoop[openai.AsyncOpenAI] = PerLoop(self._make_client)
         # Import the SDK now (about a second), not inside the event loop on the first call.
