@@ -38,13 +38,14 @@ TARGET_REQUESTS = 1000
 STUB_TEXT = "Hello from the stub."
 MESSAGES = [{"role": "user", "content": "Hello, how are you today?"}]
 MAX_TOKENS = 64
-CONTENDERS = ("aiohttp", "majordome-openai", "majordome-azure", "litellm")
+CONTENDERS = ("aiohttp", "majordome-openai", "majordome-azure", "majordome-openai-routed", "litellm")
 # The openai SDK alone, three ways (--diagnose): where majordome's api=openai time goes.
 DIAGNOSTICS = ("openai-sdk", "openai-sdk-aiohttp", "openai-sdk-aiohttp-post")
 LABELS = {
     "aiohttp": "bare aiohttp (floor)",
     "majordome-openai": "majordome, api=openai",
     "majordome-azure": "majordome, api=azure-ai-inference",
+    "majordome-openai-routed": "majordome, api=openai, every prompt new, no hints",
     "litellm": "litellm.acompletion",
     "openai-sdk": "openai SDK alone, httpx2 pool (as majordome)",
     "openai-sdk-aiohttp": "openai SDK alone, DefaultAioHttpClient",
@@ -72,14 +73,23 @@ async def _aiohttp_client(url: str, concurrency: int) -> tuple[Call, Callable[[]
     return call, session.close
 
 
-async def _majordome_client(url: str, api: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
+async def _majordome_client(url: str, api: str, routed: bool = False) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    """A worker's request (its job type names the intent: no classification), or, ``routed``,
+    a chatbot's: a prompt never seen before and no hint, so every request is classified."""
     from majordome import Majordome
 
     mj = Majordome(env=slot_env({"deepseek-v3": (api, url)}))
-    request = {"messages": MESSAGES, "tenant": "bench", "max_output_tokens": MAX_TOKENS}
+    request = {"messages": MESSAGES, "tenant": "bench", "max_output_tokens": MAX_TOKENS, "job_type": "chat.suggest"}
+    counter = iter(range(10**9))
 
     async def call() -> str:
-        answer = await mj.ask(request)
+        if routed:
+            text = f"{MESSAGES[0]['content']} ({next(counter)})"
+            answer = await mj.ask(
+                {"messages": [{"role": "user", "content": text}], "tenant": "bench", "max_output_tokens": MAX_TOKENS}
+            )
+        else:
+            answer = await mj.ask(request)
         return answer.text
 
     return call, mj.aclose
@@ -174,6 +184,8 @@ async def _work(contender: str, url: str, concurrency: int, bursts: int) -> dict
             call, close = await _majordome_client(url, "openai")
         elif contender == "majordome-azure":
             call, close = await _majordome_client(url, "azure-ai-inference")
+        elif contender == "majordome-openai-routed":
+            call, close = await _majordome_client(url, "openai", routed=True)
         elif contender == "litellm":
             call, close = await _litellm_client(url, concurrency)
         elif contender in DIAGNOSTICS:

@@ -105,11 +105,12 @@ class Majordome:
 
     def _llm_classifier(self, policy: Policy) -> LLMIntentClassifier | None:
         """Phi-4-mini as the second opinion on unsure intents: on when the policy says so, or by
-        default when Phi-4-mini has a real endpoint (the local stand-in is too small to help)."""
+        default when Phi-4-mini has its own endpoint (the local stand-in is too small to help, and a
+        provider given in code — a test double — is left to the calls it was given for)."""
         deployment = self._deployments.get("phi-4-mini")
         if policy.llm_classifier == "off" or deployment is None:
             return None
-        if policy.llm_classifier == "auto" and deployment.substituted:
+        if policy.llm_classifier == "auto" and not deployment.remote:
             return None
         return LLMIntentClassifier(deployment.model, {k: v.description for k, v in policy.intents.items()})
 

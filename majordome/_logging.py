@@ -78,6 +78,7 @@ def get_logger(name: str = "majordome") -> Any:
     """A structlog logger writing JSON lines to the stdlib logger ``name``."""
     return structlog.wrap_logger(
         logging.getLogger(name),
+        cache_logger_on_first_use=True,
         wrapper_class=structlog.stdlib.BoundLogger,
         processors=[
             structlog.stdlib.filter_by_level,

@@ -34,7 +34,11 @@ def make(*replies: Any, default: Any = None, **config: Any) -> tuple[Majordome, 
 
 
 def req(text: str = "Hello!", **kwargs: Any) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": text}], "tenant": "creator_42", **kwargs}
+    """A request whose route does not depend on the classifier (tests of routing live in tests/router)."""
+    hints: dict[str, Any] = {"language": "en"}
+    if "job_type" not in kwargs and "intent" not in kwargs:
+        hints["intent"] = "general_help"
+    return {"messages": [{"role": "user", "content": text}], "tenant": "creator_42", **hints, **kwargs}
 
 
 async def test_ask_answers_with_model_usage_cost_and_trace() -> None:

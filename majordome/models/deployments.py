@@ -49,6 +49,7 @@ class Deployment:
     spec: ModelSpec
     model: ResilientModel
     substituted: bool
+    remote: bool = False  # served by its own endpoint (not the local model, not a provider given in code)
 
     @property
     def id(self) -> str:
@@ -101,7 +102,7 @@ def build_deployments(
         if slot.kind != "chat":
             continue  # transcription is not a chat deployment
         provider = overrides.get(slot.id) or overrides.get("*")
-        spec, substituted = slot, False
+        spec, substituted, remote = slot, False, False
         if provider is not None:
             key = f"override:{slot.id}"
         elif local_everywhere or slot.api == "local":
@@ -117,8 +118,9 @@ def build_deployments(
             assert endpoint is not None
             provider = _remote_provider(slot, endpoint, env, settings.max_connections)
             key = f"{slot.api}:{endpoint}:{slot.deployment}"
+            remote = True
         model = ResilientModel(provider, spec, retry=settings.retry, breaker=breaker(key), rng=rng)
-        deployments[slot.id] = Deployment(slot=slot, spec=spec, model=model, substituted=substituted)
+        deployments[slot.id] = Deployment(slot=slot, spec=spec, model=model, substituted=substituted, remote=remote)
     return deployments
 
 

@@ -42,6 +42,10 @@ class Sparse:
     def matmul(self, weights: np.ndarray, row_ids: np.ndarray | None = None) -> np.ndarray:
         """``(rows, k)``: this batch times a ``(width, k)`` matrix."""
         out = np.zeros((self.rows, weights.shape[1]), dtype=np.float64)
+        if self.rows == 1:  # the request path: one text, one small product
+            if len(self.indices):
+                out[0] = self.values @ weights[self.indices]
+            return out
         if len(self.indices):
             rows = self.row_ids() if row_ids is None else row_ids
             products = weights[self.indices] * self.values[:, None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,9 +65,8 @@ class RequestFeatures:
         return self.prompt_tokens + extra <= window
 
 
-@dataclass(frozen=True, slots=True)
-class CandidateScore:
-    """One candidate as the router scored it."""
+class CandidateScore(NamedTuple):
+    """One candidate as the router scored it (a named tuple: the router makes six per decision)."""
 
     model: str
     quality: float
@@ -99,7 +98,6 @@ class RoutingDecision:
 
     chosen: str
     chain: tuple[str, ...]
-    reason: str
     rejected: Mapping[str, str]
     policy: str
     candidates: tuple[CandidateScore, ...] = ()
@@ -109,6 +107,28 @@ class RoutingDecision:
     language: str | None = None
     quality_model: str | None = None
     explored: bool = False
+    job_type: str | None = None
+    note: str = ""  # added to the reason (e.g. why the deadline could not be honoured)
+
+    @property
+    def reason(self) -> str:
+        """One line for a person (formatted on demand: most decisions are never read)."""
+        if self.policy.endswith("/pinned"):
+            return f"pinned by the request ({self.chosen}){self.note}"
+        how = {"hint": "given", "job_type": f"from job {self.job_type}", "attachment": "from the attachments"}.get(
+            self.intent_source or "", f"{self.intent_source} {self.intent_confidence or 0:.2f}"
+        )
+        text = f"intent {self.intent} ({how}), {self.language}"
+        best = next((c for c in self.candidates if c.model == self.chosen), None)
+        if best is not None:
+            text += (
+                f": {best.model} has the best utility {best.utility:.3f} "
+                f"(Q {best.quality:.2f}, ${best.cost_usd:.5f}, {best.latency_s:.1f} s)"
+            )
+            runner = next((c for c in self.candidates if c.model != self.chosen), None)
+            if runner is not None:
+                text += f"; next {runner.model} {runner.utility:.3f}"
+        return text + self.note
 
     def to_dict(self) -> dict[str, Any]:
         return {

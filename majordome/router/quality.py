@@ -114,6 +114,8 @@ class PriorQuality(QualityModel):
         ).reshape(len(LANGUAGES), len(self.models))
         self.counts = np.zeros_like(self.table)  # outcomes seen per (intent, model), after fit
         self._column = {m: j for j, m in enumerate(self.models)}
+        self._rows: list[list[float]] | None = None  # the table as lists, for predict_one
+        self._bonus_rows: list[list[float]] = []
 
     def _columns(self, models: Sequence[str], default: float) -> tuple[np.ndarray, np.ndarray]:
         table = np.full((len(INTENTS), len(models)), default)
@@ -130,14 +132,25 @@ class PriorQuality(QualityModel):
         result: np.ndarray = np.clip(inputs.intent_probs @ table + inputs.languages @ bonus, 0.0, 1.0)
         return result
 
-    def predict_one(self, intent: str, language: str, models: Sequence[str]) -> list[float]:
-        """The hot path for a request whose intent is known: plain lookups, no arrays."""
-        k = INTENTS.index(intent)
-        lang = LANGUAGES.index(language) if language in LANGUAGES else 2
+    def predict_one(
+        self, intent: str, language: str, models: Sequence[str], intent_probs: np.ndarray | None = None
+    ) -> list[float]:
+        """The hot path for one request: with the intent known (or its probabilities), a few
+        lookups and one small product, no batch arrays."""
+        if self._rows is None:
+            self._rows, self._bonus_rows = self.table.tolist(), self.bonus.tolist()
+        bonus = self._bonus_rows[LANGUAGES.index(language) if language in LANGUAGES else 2]
+        columns = [self._column.get(m) for m in models]
+        if intent_probs is not None:
+            known = [j for j in columns if j is not None]
+            mixed = (intent_probs @ self.table[:, known]).tolist() if known else []
+            values = dict(zip(known, mixed, strict=True))
+        else:
+            row = self._rows[INTENTS.index(intent)]
+            values = {j: row[j] for j in columns if j is not None}
         out = []
-        for m in models:
-            j = self._column.get(m)
-            q = float(self.table[k, j] + self.bonus[lang, j]) if j is not None else self.default
+        for j in columns:
+            q = values[j] + bonus[j] if j is not None else self.default
             out.append(min(1.0, max(0.0, q)))
         return out
 
@@ -158,6 +171,7 @@ class PriorQuality(QualityModel):
             prior = self.table[:, j]
             self.table[:, j] = (pseudo_count * prior + total) / (pseudo_count + weight)
             self.counts[:, j] += weight
+        self._rows = None
         return self
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -174,6 +188,7 @@ class PriorQuality(QualityModel):
         model.default = float(meta["default"])
         model.table, model.bonus, model.counts = arrays["table"], arrays["bonus"], arrays["counts"]
         model._column = {m: j for j, m in enumerate(model.models)}
+        model._rows, model._bonus_rows = None, []
         return model
 
 

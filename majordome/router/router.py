@@ -15,6 +15,7 @@ import functools
 import math
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import util as importlib_util
@@ -132,6 +133,15 @@ def default_components() -> RouterComponents:
     return RouterComponents(embedder, classifier, LanguageDetector())
 
 
+@dataclass(slots=True)
+class _Understood:
+    """The text-only part of understanding a request, kept for texts seen again."""
+
+    probs: np.ndarray | None = None
+    language: tuple[str, float] | None = None
+    embedding: np.ndarray | None = None
+
+
 def _last_user(messages: Sequence[Message]) -> Message:
     for message in reversed(messages):
         if message.role == "user":
@@ -151,6 +161,7 @@ class Router:
         quality: QualityModel | None = None,
         usage: UsageStats | None = None,
         models: Sequence[str] = (),
+        memo_size: int = 8192,
     ) -> None:
         self._policy = policy or Policy.default()
         self.components = components or default_components()
@@ -158,6 +169,10 @@ class Router:
         self._models = list(models)
         self._quality = quality or PriorQuality(self._policy, self._models)
         self.llm: LLMIntentClassifier | None = None
+        self._understood: OrderedDict[str, _Understood] = OrderedDict()
+        self._memo_size = memo_size
+        self._allowed: dict[tuple[int, str], frozenset[str] | None] = {}
+        self._memo_lock = threading.Lock()
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -176,6 +191,7 @@ class Router:
             policy.check_models(self._models)
         quality = PriorQuality(policy, self._models) if isinstance(self._quality, PriorQuality) else self._quality
         self._policy, self._quality = policy, quality
+        self._allowed = {}
 
     def set_quality(self, quality: QualityModel) -> None:
         self._quality = quality
@@ -209,14 +225,14 @@ class Router:
         text = last.text.strip()
         modalities: frozenset[Modality] = frozenset().union(*(m.modalities for m in messages))
         embedder = self.components.embedder
-        cached: dict[str, np.ndarray] = {}
+        memo = self._memo(text)
 
         def embed() -> np.ndarray:
-            if "v" not in cached:
+            if memo.embedding is None:
                 if embedder is None:
                     raise RuntimeError("no embedder")
-                cached["v"] = embedder.embed([text or " "])[0]
-            return cached["v"]
+                memo.embedding = embedder.embed([text or " "])[0]
+            return memo.embedding
 
         probs: np.ndarray | None = None
         if intent is not None:
@@ -231,7 +247,9 @@ class Router:
             source, confidence = "attachment", 1.0
         else:
             classifier = self.components.classifier
-            probs = classifier.probabilities([text], embed()[None, :] if embedder is not None else None)[0]
+            if memo.probs is None:
+                memo.probs = classifier.probabilities([text], embed()[None, :] if embedder is not None else None)[0]
+            probs = memo.probs
             best = int(probs.argmax())
             intent, confidence, source = classifier.intents[best], float(probs[best]), "classifier"
             if classifier.intents != INTENTS:  # a custom taxonomy: quality models read the platform's
@@ -242,7 +260,9 @@ class Router:
                 raise BadRequestError(f"language hint {language!r} is not a language code (e.g. 'fr', 'en')")
             lang, lang_confidence, lang_source = (hint if hint in ("fr", "en") else "other"), 1.0, "hint"
         elif text:
-            lang, lang_confidence = self.components.language.detect(text)
+            if memo.language is None:
+                memo.language = self.components.language.detect(text)
+            lang, lang_confidence = memo.language
             lang_source = "detected"
         else:
             lang, lang_confidence, lang_source = "other", 0.0, "detected"
@@ -269,6 +289,20 @@ class Router:
             intent_probs=probs,
             retrieved_tokens=retrieved_tokens,
         )
+
+    def _memo(self, text: str) -> _Understood:
+        """What was already worked out for this exact text (an LRU of the last texts seen):
+        workers resend the same prompts (retries, templates), and understanding costs more than
+        deciding."""
+        with self._memo_lock:
+            memo = self._understood.get(text)
+            if memo is None:
+                memo = self._understood[text] = _Understood()
+                if len(self._understood) > self._memo_size:
+                    self._understood.popitem(last=False)
+            else:
+                self._understood.move_to_end(text)
+            return memo
 
     def with_intent(self, features: RequestFeatures, intent: str, confidence: float, source: str) -> RequestFeatures:
         """The same features with the intent another classifier (the LLM) settled."""
@@ -329,11 +363,16 @@ class Router:
         lam, mu = policy.weights(tenant, features.tier)
         if lambda_usd is not None:
             lam = lambda_usd
-        allowed = policy.allowed(features.tier)
+        key = (id(policy), features.tier)
+        allowed = self._allowed.get(key, ())
+        if allowed == ():  # not cached yet (None is a valid answer: every model)
+            allowed = self._allowed[key] = policy.allowed(features.tier)
         rejected: dict[str, str] = {}
         eligible: list[str] = []
+        reserves: dict[str, int] = {}
         for model_id, spec in specs.items():
-            why = check_candidate(spec, features, output_reserve(spec, requested_output, default_output))
+            reserve = reserves[model_id] = output_reserve(spec, requested_output, default_output)
+            why = check_candidate(spec, features, reserve)
             if why is None and allowed is not None and model_id not in allowed and model_id != pinned:
                 why = f"not allowed for tier {features.tier}"
             if why is None and model_id in open_circuits:
@@ -358,14 +397,13 @@ class Router:
             q_values = [quality[order.index(m)] for m in eligible]
         prompt = self._prompt_estimate(features) + features.retrieved_tokens
         scored: list[CandidateScore] = []
+        expected = self.usage.expected
+        intent = features.intent
         for model_id, q in zip(eligible, q_values, strict=True):
             spec = specs[model_id]
-            out = min(
-                self.usage.expected(features.intent, spec, policy),
-                output_reserve(spec, requested_output, default_output),
-            )
-            cost = spec.cost_usd(prompt, out)
-            latency = spec.expected_latency_s(out)
+            out = min(expected(intent, spec, policy), reserves[model_id])
+            cost = (prompt * spec.price_input_per_mtok + out * spec.price_output_per_mtok) / 1e6
+            latency = spec.ttft_ms / 1000 + out / spec.output_tokens_per_s
             scored.append(CandidateScore(model_id, q, cost, latency, q - lam * cost - mu * latency, out))
         late_note = ""
         if time_left_s is not None and pinned is None:
@@ -401,7 +439,8 @@ class Router:
         return RoutingDecision(
             chosen=chosen.model,
             chain=chain,
-            reason=self._reason(features, scored, pinned) + late_note,
+            note=late_note,
+            job_type=features.job_type,
             rejected=rejected,
             policy=policy.version if pinned is None else f"{policy.version}/pinned",
             candidates=tuple(scored),
@@ -414,8 +453,8 @@ class Router:
 
     def _predict(self, features: RequestFeatures, models: Sequence[str]) -> list[float]:
         quality = self._quality
-        if isinstance(quality, PriorQuality) and features.intent_probs is None:
-            return quality.predict_one(features.intent, features.language, models)
+        if isinstance(quality, PriorQuality):
+            return quality.predict_one(features.intent, features.language, models, features.intent_probs)
         if quality.needs_embedding and features.embed is None:
             return [
                 float(v)
@@ -424,22 +463,6 @@ class Router:
                 )[0]
             ]
         return [float(v) for v in quality.predict(self.inputs([features]), models)[0]]
-
-    @staticmethod
-    def _reason(features: RequestFeatures, scored: Sequence[CandidateScore], pinned: str | None) -> str:
-        if pinned is not None:
-            return f"pinned by the request ({pinned})"
-        best = scored[0]
-        how = {"hint": "given", "job_type": f"from job {features.job_type}", "attachment": "from the attachments"}.get(
-            features.intent_source, f"{features.intent_source} {features.intent_confidence:.2f}"
-        )
-        text = (
-            f"intent {features.intent} ({how}), {features.language}: {best.model} has the best utility "
-            f"{best.utility:.3f} (Q {best.quality:.2f}, ${best.cost_usd:.5f}, {best.latency_s:.1f} s)"
-        )
-        if len(scored) > 1:
-            text += f"; next {scored[1].model} {scored[1].utility:.3f}"
-        return text
 
     # -- learning ----------------------------------------------------------------------------
 

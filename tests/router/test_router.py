@@ -256,3 +256,16 @@ def test_route_on_a_majordome_uses_the_router_and_its_deployments() -> None:
     intent, confidence = mj.classify("translate my bio into Spanish please")
     assert intent == "translation" and confidence > 0.3
     asyncio.run(mj.aclose())
+
+
+def test_the_llm_classifier_is_on_by_default_only_for_a_real_phi_endpoint(stub: Any) -> None:
+    assert Majordome(providers={"*": ScriptedModel()}, env={}).router.llm is None  # a test double
+    assert Majordome(MajordomeConfig(offline="always"), env={}).router.llm is None  # the local stand-in
+    env = {
+        "MAJORDOME_MODEL__PHI_4_MINI__API": "openai",
+        "MAJORDOME_MODEL__PHI_4_MINI__ENDPOINT": stub.openai_base_url,
+        "MAJORDOME_MODEL__PHI_4_MINI__AUTH": "none",
+        **{f"MAJORDOME_MODEL__{m}__ENABLED": "false" for m in
+           ("DEEPSEEK_V3", "DEEPSEEK_R1", "PHI_4_MULTIMODAL", "LLAMA_3_3_70B", "MISTRAL_LARGE", "AZURE_SPEECH_BATCH")},
+    }
+    assert Majordome(env=env).router.llm is not None
