@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -57,3 +58,45 @@ def test_ask_json_gets_a_real_answer_from_the_local_model() -> None:
     assert answer["model"] == "llama-3.3-70b"
     assert answer["substituted"] is True and "SmolLM2" in answer["served_by"]
     assert answer["usage"]["output_tokens"] > 0 and answer["cost_usd"] == 0.0
+
+
+def test_route_json_gives_intent_language_and_confidence() -> None:
+    result = runner.invoke(app, ["route", "Traduis ma bio en anglais stp", "--json"])
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output)
+    assert decision["intent"] == "translation" and decision["language"] == "fr"
+    assert 0 < decision["intent_confidence"] <= 1 and decision["candidates"]
+
+
+def test_route_explain_prints_the_scored_candidates() -> None:
+    result = runner.invoke(app, ["route", "solve 3x + 4 = 19 step by step", "--explain"])
+    assert result.exit_code == 0, result.output
+    assert "utility" in result.output and "deepseek-r1" in result.output and "chain:" in result.output
+
+
+def test_router_train_saves_a_model_that_loads(tmp_path: Path) -> None:
+    outcomes = tmp_path / "outcomes.csv"
+    outcomes.write_text(
+        "prompt_id,prompt,model,score\n"
+        + "".join(
+            f"p{i},question number {i},deepseek-v3,{i % 2}\np{i},question number {i},phi-4-mini,1\n" for i in range(20)
+        )
+    )
+    out = tmp_path / "q.npz"
+    result = runner.invoke(app, ["router", "train", str(outcomes), "--kind", "linear", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and "20 prompts x 2 models" in result.output
+    env = {"MAJORDOME_QUALITY_MODEL": str(out)}
+    routed = runner.invoke(app, ["route", "question number 3", "--json"], env=env)
+    assert json.loads(routed.output)["quality_model"] == "linear"
+
+
+def test_router_evaluate_intents(tmp_path: Path) -> None:
+    path = tmp_path / "u.jsonl"
+    path.write_text(
+        '{"text": "translate my bio into German", "intent": "translation", "language": "en"}\n'
+        '{"text": "tag these DMs as spam or not", "intent": "extraction", "language": "en"}\n'
+    )
+    result = runner.invoke(app, ["router", "evaluate-intents", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "macro-F1" in result.output
