@@ -83,13 +83,17 @@ def _causes(error: BaseException) -> tuple[str, ...]:
     return ()
 
 
-async def _one(mj: Majordome, index: int, kind: str, deadline_s: float, hang_after_s: float) -> Outcome:
-    request = {
+async def _one(
+    mj: Majordome, index: int, kind: str, deadline_s: float, hang_after_s: float, hinted: bool = True
+) -> Outcome:
+    request: dict[str, object] = {
         "messages": [{"role": "user", "content": f"Soak request {index}: say hello."}],
         "tenant": f"creator_{index % 50}",
         "max_output_tokens": 64,
         "deadline_s": deadline_s,
     }
+    if hinted:  # a worker knows what it asks for; a chatbot's request is classified (--unhinted)
+        request.update(intent="general_help", language="en")
     started = time.monotonic()
     streamed = 0
     outer = asyncio.timeout(hang_after_s)
@@ -137,7 +141,7 @@ async def _lag_monitor(tally: Tally, stop: asyncio.Event) -> None:
 
 
 async def _soak(
-    mj: Majordome, n: int, in_flight: int, deadline_s: float, hang_after_s: float, progress: bool
+    mj: Majordome, n: int, in_flight: int, deadline_s: float, hang_after_s: float, progress: bool, hinted: bool
 ) -> tuple[list[Outcome | None], Tally, float]:
     results: list[Outcome | None] = [None] * n
     tally = Tally()
@@ -150,7 +154,7 @@ async def _soak(
             tally.in_flight += 1
             tally.peak_in_flight = max(tally.peak_in_flight, tally.in_flight)
             try:
-                results[index] = await _one(mj, index, kind, deadline_s, hang_after_s)
+                results[index] = await _one(mj, index, kind, deadline_s, hang_after_s, hinted)
             finally:
                 tally.in_flight -= 1
             if progress and index % 1000 == 999:
@@ -222,6 +226,9 @@ def main() -> None:
         help=f"the provider of each slot of {' -> '.join(CHAIN)} (default {DEFAULT_APIS})",
     )
     parser.add_argument("--name", default=None, help="result file name (default fault_soak[-quick])")
+    parser.add_argument(
+        "--unhinted", action="store_true", help="no intent/language hints: every (unique) request is classified"
+    )
     args = parser.parse_args()
     n = args.requests or (1_000 if args.quick else 10_000)
     in_flight = args.in_flight or (100 if args.quick else 200)
@@ -259,7 +266,9 @@ def main() -> None:
 
         async def run() -> tuple[list[Outcome | None], Tally, float]:
             try:
-                return await _soak(mj, n, in_flight, args.deadline, hang_after_s, progress=not args.quick)
+                return await _soak(
+                    mj, n, in_flight, args.deadline, hang_after_s, progress=not args.quick, hinted=not args.unhinted
+                )
             finally:
                 await mj.aclose()
 
@@ -360,6 +369,7 @@ def main() -> None:
                 "retry": retry.model_dump(),
                 "breaker": breaker.model_dump(),
                 "chain": chain,
+                "hinted": not args.unhinted,
             },
             "wall_s": wall,
             "requests_per_s": n / wall,

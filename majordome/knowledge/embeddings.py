@@ -201,6 +201,14 @@ class StaticEmbedder:
         return ids
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 1:  # the request path: one text, fewest array operations
+            ids = self.token_ids(texts[0])
+            if not ids:
+                return np.zeros((1, self.dim), dtype=np.float32)
+            vector = self.table[ids].mean(axis=0) - self.mean
+            norm = float(np.sqrt(vector @ vector)) or 1.0
+            single: np.ndarray = (vector / norm).reshape(1, -1).astype(np.float32, copy=False)
+            return single
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             ids = self.token_ids(text)

@@ -32,7 +32,7 @@ from majordome.knowledge.embeddings import Embedder
 from majordome.models.base import CallContext, Model, ModelRequest
 from majordome.models.messages import Message
 from majordome.router._linear import LinearModel
-from majordome.router.text_features import DEFAULT_WIDTH, hash_features
+from majordome.router.text_features import DEFAULT_WIDTH, hash_features, hash_one
 
 __all__ = [
     "INTENTS",
@@ -229,9 +229,25 @@ class IntentClassifier:
     def probabilities(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         """``(len(texts), len(intents))`` probabilities (``embeddings``: the texts' vectors, when
         the caller already has them from this classifier's embedder)."""
+        if len(texts) == 1:
+            return self._probabilities_one(texts[0], embeddings)
         dense, sparse = self._views(texts, embeddings)
         proba: np.ndarray = self._require_model().proba(dense, sparse)
         return proba
+
+    def _probabilities_one(self, text: str, embedding: np.ndarray | None) -> np.ndarray:
+        """One text, without batch machinery: the same numbers as the batch path, faster."""
+        model = self._require_model()
+        logits = model.bias.copy()
+        if self.embedder is not None and model.w_dense.size:
+            vector = embedding[0] if embedding is not None else self.embedder.embed([text])[0]
+            logits += (vector * self.embedding_weight) @ model.w_dense
+        columns, values = hash_one(text, self.width)
+        if len(columns):
+            logits += values @ model.w_sparse[columns]
+        exp = np.exp(logits - logits.max())
+        result: np.ndarray = (exp / exp.sum()).reshape(1, -1)
+        return result
 
     def classify(self, text: str) -> tuple[str, float]:
         """``(intent, confidence)``; an empty text is a :class:`BadRequestError`."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from majordome.router._linear import Sparse
 
-__all__ = ["DEFAULT_WIDTH", "hash_features", "normalise_text"]
+__all__ = ["DEFAULT_WIDTH", "hash_features", "hash_one", "normalise_text"]
 
 DEFAULT_WIDTH = 2**15
 FEATURES_VERSION = 2  # part of the cache key of trained classifiers: bump when features change
@@ -57,6 +57,14 @@ def _columns(text: str, width: int) -> Counter[int]:
     for first, second in itertools.pairwise(words):
         counts[zlib.crc32(f"b:{first} {second}".encode()) % width] += 1
     return counts
+
+
+def hash_one(text: str, width: int = DEFAULT_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """The features of one text as ``(columns, values)`` arrays (the request path)."""
+    counts = _columns(text, width)
+    weights = np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))) + 1.0
+    norm = float(np.sqrt(weights @ weights)) or 1.0
+    return np.fromiter(counts.keys(), dtype=np.int64, count=len(counts)), weights / norm
 
 
 def hash_features(texts: Sequence[str], width: int = DEFAULT_WIDTH) -> Sparse:
