@@ -44,7 +44,12 @@ def request_body(deployment: str, request: ModelRequest, *, stream: bool) -> dic
     }
     if request.temperature is not None:
         body["temperature"] = request.temperature
-    if request.json_mode:
+    if request.json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": dict(request.json_schema), "strict": True},
+        }
+    elif request.json_mode:
         body["response_format"] = {"type": "json_object"}
     if request.stop:
         body["stop"] = list(request.stop)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from majordome.models.messages import Message, Usage
 
@@ -54,6 +55,7 @@ class ModelRequest:
     max_output_tokens: int
     temperature: float | None = None
     json_mode: bool = False
+    json_schema: Mapping[str, Any] | None = None  # with json_mode: the answer must match this schema
     stop: tuple[str, ...] = ()
     context: CallContext | None = None
 

@@ -94,7 +94,9 @@ class LocalEngine:
             "temperature": _DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
             "repeat_penalty": 1.1,
         }
-        if request.json_mode:
+        if request.json_schema is not None:  # llama.cpp turns the schema into a grammar
+            args["response_format"] = {"type": "json_object", "schema": dict(request.json_schema)}
+        elif request.json_mode:
             args["response_format"] = {"type": "json_object"}
         if request.stop:
             args["stop"] = list(request.stop)

@@ -333,7 +333,8 @@ _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
 
 
 class LLMIntentClassifier:
-    """Ask a model for ``{"intent": ..., "confidence": ...}``; tolerant of prose around the JSON,
+    """Ask a model for ``{"intent": ..., "confidence": ...}`` under a strict JSON schema (the intent
+    an enum of the taxonomy's ids); tolerant of prose around the JSON anyway,
     of case and of separators; answers cached by text. Returns None when the model's answer
     names no known intent, or when the call fails (the caller keeps its own guess)."""
 
@@ -343,6 +344,15 @@ class LLMIntentClassifier:
         self.timeout_s = timeout_s
         self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._cache_size = cache_size
+        self.schema = {
+            "type": "object",
+            "properties": {
+                "intent": {"type": "string", "enum": list(self.intents)},
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+            "required": ["intent", "confidence"],
+            "additionalProperties": False,
+        }
         catalogue = "\n".join(f"- {name}: {description}" for name, description in self.intents.items())
         self._system = (
             "You classify requests sent to a creator platform's assistant. The intents are:\n"
@@ -388,6 +398,7 @@ class LLMIntentClassifier:
             max_output_tokens=40,
             temperature=0.0,
             json_mode=True,
+            json_schema=self.schema,
             context=context,
         )
         try:

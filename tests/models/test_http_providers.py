@@ -140,6 +140,17 @@ async def test_request_body_on_the_wire(model: Model, provider: Provider, stub: 
     }
 
 
+async def test_a_json_schema_is_sent_as_a_strict_response_format(model: Model, stub: StubLLMServer) -> None:
+    schema = {"type": "object", "properties": {"intent": {"enum": ["a", "b"]}}, "required": ["intent"]}
+    await model.complete(_request("classify", json_mode=True, json_schema=schema))
+
+    [sent] = stub.requests
+    assert sent.body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema, "strict": True},
+    }
+
+
 async def test_multimodal_parts_are_encoded(model: Model, stub: StubLLMServer) -> None:
     parts = [
         TextPart(text="What is this?"),

@@ -232,6 +232,8 @@ async def test_the_llm_classifier_settles_unsure_intents_in_ask() -> None:
     answer = await mj.ask({"messages": [{"role": "user", "content": "hmm not sure what I want"}], "tenant": "t"})
     assert answer.decision.intent == "sales_message" and answer.decision.intent_source == "llm"
     assert len(phi.calls) == 1 and phi.calls[0].json_mode
+    schema = phi.calls[0].json_schema
+    assert schema is not None and "sales_message" in schema["properties"]["intent"]["enum"]
     await mj.ask({"messages": [{"role": "user", "content": "hmm not sure what I want"}], "tenant": "t"})
     assert len(phi.calls) == 1  # cached
 
