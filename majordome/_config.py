@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from majordome._errors import ConfigurationError
+from majordome._validation import configuration_error, did_you_mean
 from majordome.models.catalogue import ENV_PREFIX as MODEL_ENV_PREFIX
-from majordome.models.catalogue import did_you_mean
 from majordome.models.resilience import BreakerPolicy, RetryPolicy
 
 __all__ = ["ENV_FIELDS", "MajordomeConfig"]
@@ -78,14 +78,7 @@ class MajordomeConfig(BaseModel):
         try:
             return cls.model_validate(dict(values))
         except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                loc = ".".join(str(p) for p in error["loc"])
-                if error["type"] == "extra_forbidden":
-                    problems.append(f"{loc}: unknown key{did_you_mean(str(error['loc'][-1]), cls.model_fields)}")
-                else:
-                    problems.append(f"{loc}: {error['msg']}")
-            raise ConfigurationError(f"{source}: " + "; ".join(problems)) from exc
+            raise configuration_error(exc, cls.model_fields, source) from exc
 
 
 ENV_FIELDS: dict[str, str] = {

@@ -8,7 +8,6 @@ Every layer is validated; errors name the file, the model and the field.
 
 from __future__ import annotations
 
-import difflib
 import json
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from majordome._errors import ConfigurationError, UnknownModelError
+from majordome._validation import configuration_error, did_you_mean
 from majordome.models.messages import Modality
 
 __all__ = ["Capability", "Catalogue", "ModelSpec"]
@@ -216,25 +216,10 @@ def _env_overrides(env: Mapping[str, str], known: Mapping[str, Any]) -> dict[str
     return overrides
 
 
-def did_you_mean(name: str, options: Any) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _validate(model_id: str, fields: dict[str, Any], source: str) -> ModelSpec:
     if "id" in fields and fields["id"] != model_id:
         raise ConfigurationError(f"{source}: models.{model_id}.id is {fields['id']!r}; leave it out")
     try:
         return ModelSpec.model_validate({**fields, "id": model_id})
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = ".".join(str(part) for part in error["loc"])
-            if error["type"] == "extra_forbidden":
-                problems.append(
-                    f"models.{model_id}.{loc}: unknown key{did_you_mean(str(error['loc'][0]), ModelSpec.model_fields)}"
-                )
-            else:
-                where = f"models.{model_id}.{loc}" if loc else f"models.{model_id}"
-                problems.append(f"{where}: {error['msg']}")
-        raise ConfigurationError(f"{source}: " + "; ".join(problems)) from exc
+        raise configuration_error(exc, ModelSpec.model_fields, source, prefix=f"models.{model_id}.") from exc

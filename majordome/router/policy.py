@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from majordome._errors import ConfigurationError
-from majordome.models.catalogue import did_you_mean
+from majordome._validation import configuration_error, did_you_mean
 from majordome.router.intents import INTENTS
 
 __all__ = ["IntentSpec", "Policy", "TenantSpec", "TierSpec"]
@@ -166,12 +166,4 @@ class Policy(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                loc = ".".join(str(p) for p in error["loc"])
-                if error["type"] == "extra_forbidden":
-                    problems.append(f"{loc}: unknown key{did_you_mean(str(error['loc'][-1]), cls.model_fields)}")
-                else:
-                    message = error["msg"].removeprefix("Value error, ")
-                    problems.append(f"{loc}: {message}" if loc else message)
-            raise ConfigurationError(f"{source}: " + "; ".join(problems)) from exc
+            raise configuration_error(exc, cls.model_fields, source) from exc
