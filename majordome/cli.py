@@ -212,6 +212,57 @@ def router_evaluate_intents(
 
 
 @app.command()
+def bench(
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", "-d", help="A dataset name (see --all) or an outcomes file.")
+    ] = None,
+    run_all: Annotated[bool, typer.Option("--all", help="Every public dataset of the suite.")] = False,
+    data: Annotated[Path | None, typer.Option(help="Data folder (default: MAJORDOME_DATA_DIR).")] = None,
+    out: Annotated[Path, typer.Option(help="Where reports and plots go.")] = Path("bench-reports"),
+    seed: Annotated[int, typer.Option(help="Seed of splits, bootstrap and online order.")] = 0,
+    folds: Annotated[int, typer.Option(help="k of k-fold (datasets without their own split).")] = 5,
+    routers: Annotated[str | None, typer.Option(help="Comma-separated routers (default: all).")] = None,
+    prices: Annotated[Path | None, typer.Option(help="Price file for models outside the catalogue.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
+    online: Annotated[bool, typer.Option(help="Simulate the online learner.")] = True,
+) -> None:
+    """Which routing policy gives the most quality per dollar, and how far from the oracle?"""
+    import time
+
+    from majordome.bench.report import markdown
+    from majordome.bench.run import SUITE, run
+
+    names = list(SUITE) if run_all else list(dataset or [])
+    if not names:
+        typer.secho("give --dataset NAME (or several) or --all; datasets: " + ", ".join(SUITE), err=True)
+        raise typer.Exit(2)
+    started = time.monotonic()
+    sections = []
+    with _reported():
+        for name in names:
+            typer.secho(f"== {name}", bold=True, err=True)
+            result = run(
+                name,
+                data_dir=data,
+                out=out,
+                seed=seed,
+                folds=folds,
+                routers=routers.split(",") if routers else None,
+                prices=prices,
+                bootstrap=bootstrap,
+                online=online,
+                progress=lambda message: typer.secho(f"   {message}", dim=True, err=True),
+            )
+            section = markdown(result)
+            sections.append(section)
+            typer.echo(section)
+    if len(names) > 1:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "README.md").write_text("# Routing benchmarks\n\n" + "\n".join(sections), "utf-8")
+    typer.secho(f"{len(names)} dataset(s) in {time.monotonic() - started:.1f} s; reports in {out}/", err=True)
+
+
+@app.command()
 def warmup() -> None:
     """Build the router's cached artefacts now (static embedding table, intent classifier)."""
     import time
