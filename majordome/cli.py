@@ -252,6 +252,7 @@ def bench(
                 bootstrap=bootstrap,
                 online=online,
                 progress=lambda message: typer.secho(f"   {message}", dim=True, err=True),
+                bars=sys.stderr.isatty(),
             )
             section = markdown(result)
             sections.append(section)

@@ -79,6 +79,8 @@ def read_csv(path: Path, required: Iterable[str] = ()) -> tuple[list[str], list[
                 rows.append(Row(path, number, start, dict(zip(header, record, strict=True))))
         except csv.Error as exc:
             raise ConfigurationError(f"{path}, line {reader.line_num}: not valid CSV ({exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
     return header, rows
 
 
@@ -87,6 +89,8 @@ def read_jsonl(path: Path) -> list[Row]:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     rows: list[Row] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -144,7 +148,7 @@ def text_list(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
         try:
             parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
             raise ConfigurationError(f"{where}: not a Python list literal of strings ({type(exc).__name__})") from exc
     if not isinstance(parsed, list | tuple) or not all(isinstance(item, str) for item in parsed):
         raise ConfigurationError(f"{where}: expected a list of strings, got {type(parsed).__name__}")

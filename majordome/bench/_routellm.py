@@ -36,6 +36,8 @@ def _bool_csv(path: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray 
     models = [c for c in header if c != "prompt" and not c.endswith("_response")]
     if not models:
         raise ConfigurationError(f"{path}: no model columns besides 'prompt'")
+    if not rows:
+        raise ConfigurationError(f"{path}: no data rows")
     orphans = [c for c in header if c.endswith("_response") and c.removesuffix("_response") not in models]
     if orphans:
         raise ConfigurationError(f"{path}: response column(s) {orphans} have no correctness column")

@@ -131,6 +131,8 @@ def load_price_file(path: str | Path) -> dict[str, tuple[float, float]]:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise ConfigurationError(f"cannot read price file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"price file {path} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     try:
         data: Any = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:

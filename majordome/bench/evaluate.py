@@ -114,21 +114,40 @@ def _predict_all(
     folds: Sequence[tuple[Dataset, QualityInputs, Dataset, QualityInputs]],
     test_rows: int,
     models: int,
+    *,
+    bars: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray]:
     predictions = {r.name: np.zeros((test_rows, models)) for r in routers}
     seconds = {r.name: 0.0 for r in routers}
     predicted_cost = np.zeros((test_rows, models))
     offset = 0
+    bar = _bar(len(folds) * len(routers), "routers", bars)
     for train, train_features, test, test_features in folds:
         mean_cost = np.nanmean(train.cost_usd, axis=0)
         predicted_cost[offset : offset + test.size] = mean_cost[None, :]
         for router in routers:
+            if bar is not None:
+                bar.set_postfix_str(router.name)
+                bar.update()
             started = time.perf_counter()
             router.fit(train, train_features)
             predictions[router.name][offset : offset + test.size] = router.predict(test, test_features)
             seconds[router.name] += time.perf_counter() - started
         offset += test.size
+    if bar is not None:
+        bar.close()
     return predictions, seconds, predicted_cost
+
+
+def _bar(total: int, unit: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr, or None (disabled, or tqdm not installed)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit=unit, leave=False, dynamic_ncols=True)
 
 
 def evaluate(
@@ -142,25 +161,31 @@ def evaluate(
     online: bool = True,
     router: Router | None = None,
     progress: Callable[[str], None] | None = None,
+    name: str | None = None,
+    bars: bool = False,
 ) -> BenchResult:
-    """Evaluate ``routers`` on ``data`` (train → ``test`` when given, else k-fold)."""
+    """Evaluate ``routers`` on ``data`` (train → ``test`` when given, else k-fold).
+
+    ``name`` labels the result (default: the dataset's name); ``progress`` receives one line per
+    stage and ``bars`` shows progress bars (tqdm, on stderr) over folds and routers.
+    """
     started = time.perf_counter()
     say = progress or (lambda _: None)
-    routers = list(routers) if routers is not None else default_routers()
+    routers = list(routers) if routers is not None else default_routers(seed=seed)
     understanding = router or Router()
-    problems = list(data.problems)
     say(f"featurising {data.size + (test.size if test else 0)} prompts")
     if test is not None:
+        problems = [f"train: {p}" for p in data.problems]
         test, notes = remove_overlap(data, test)
-        problems += [p for p in test.problems if p not in problems] + notes
-        train_features = featurize(data.prompts, understanding)
-        test_features = featurize(test.prompts, understanding)
+        problems += [f"test: {p}" for p in test.problems] + [f"test: {n}" for n in notes]
+        train_features = featurize(data.prompts, understanding, bar=bars)
+        test_features = featurize(test.prompts, understanding, bar=bars)
         fold_data = [(data, train_features, test, test_features)]
         evaluated, evaluated_features = test, test_features
         setting = f"train ({data.size}) -> test ({test.size})"
         n_train: int | None = data.size
     else:
-        features = featurize(data.prompts, understanding)
+        features = featurize(data.prompts, understanding, bar=bars)
         fold_data = []
         order: list[int] = []
         for train_idx, test_idx in kfold(data, folds, seed):
@@ -171,8 +196,11 @@ def evaluate(
         evaluated, evaluated_features = data.take(order), features.take(order)
         setting = f"{folds}-fold cross-validation (seed {seed}), identical prompts kept in one fold"
         n_train = None
-    say(f"fitting and predicting {len(routers)} routers")
-    predictions, seconds, predicted_cost = _predict_all(routers, fold_data, evaluated.size, len(evaluated.models))
+        problems = list(data.problems)
+    say(f"fitting and predicting {len(routers)} routers on {len(fold_data)} split(s)")
+    predictions, seconds, predicted_cost = _predict_all(
+        routers, fold_data, evaluated.size, len(evaluated.models), bars=bars
+    )
 
     scores = evaluated.scores
     costs = evaluated.cost_usd
@@ -240,7 +268,7 @@ def evaluate(
         lam = 0.1 / max(cost_max, 1e-12)  # the dearest model's cost weighs 0.1 of quality
         online_result = simulate_online(evaluated, evaluated_features, lam=lam, seed=seed)
     return BenchResult(
-        dataset=data.name,
+        dataset=name or data.name,
         setting=setting,
         models=list(evaluated.models),
         n_test=evaluated.size,

@@ -32,9 +32,15 @@ def _key(router: Router, texts: Sequence[str]) -> str:
 
 
 def featurize(
-    texts: Sequence[str], router: Router | None = None, *, directory: Path | None = None, batch: int = 512
+    texts: Sequence[str],
+    router: Router | None = None,
+    *,
+    directory: Path | None = None,
+    batch: int = 512,
+    bar: bool = False,
 ) -> QualityInputs:
-    """The router's quality-model inputs for ``texts`` (from the disk cache when present)."""
+    """The router's quality-model inputs for ``texts`` (from the disk cache when present);
+    ``bar`` shows a progress bar (tqdm, on stderr) while computing them."""
     router = router or Router()
     directory = directory or cache_dir() / "bench"
     path = directory / f"{_key(router, texts)}.npz"
@@ -45,7 +51,15 @@ def featurize(
                 return QualityInputs(data["intent_probs"], data["languages"], data["log_tokens"], embeddings)
         except (OSError, ValueError, KeyError):
             pass  # rebuilt below
-    parts = [router.inputs_for_texts(texts[start : start + batch]) for start in range(0, len(texts), batch)]
+    starts = range(0, len(texts), batch)
+    if bar:
+        try:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, unit="batch", desc="featurising", leave=False)
+        except ImportError:
+            pass
+    parts = [router.inputs_for_texts(texts[start : start + batch]) for start in starts]
     inputs = QualityInputs(
         np.vstack([p.intent_probs for p in parts]),
         np.vstack([p.languages for p in parts]),

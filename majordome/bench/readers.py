@@ -155,8 +155,10 @@ def _from_outcomes(outcomes: Sequence[Outcome], name: str) -> Dataset:
             prompts.append(o.prompt)
             intents.append(o.intent)
         elif o.prompt and o.prompt != prompts[i]:
-            conflicting.add(o.prompt_id)
-            prompts[i] = prompts[i] or o.prompt
+            if prompts[i]:
+                conflicting.add(o.prompt_id)
+            else:
+                prompts[i] = o.prompt  # an earlier row had no text: not a conflict
     shape = (len(prompts), len(model_index))
     score, inputs, outputs, cost = _Cells(shape), _Cells(shape), _Cells(shape), _Cells(shape)
     for o in outcomes:

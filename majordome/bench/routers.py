@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from majordome.bench.dataset import Dataset
+from majordome.bench.splits import kfold
 from majordome.router.outcomes import OutcomeTable
 from majordome.router.policy import Policy
 from majordome.router.quality import KNNQuality, LinearQuality, PriorQuality, QualityInputs, QualityModel
@@ -156,111 +158,177 @@ class RouterBenchKNN(BenchRouter):
         return predicted
 
 
-class RouterBenchMLP(BenchRouter):
-    """RouterBench's MLP baseline: a network with one hidden ReLU layer on the prompt embedding,
-    one sigmoid output per model, trained on the observed scores (binary cross-entropy, Adam)."""
+class _GradientRouter(BenchRouter):
+    """A network on the prompt embedding with one sigmoid output per model, trained by mini-batch
+    Adam on the binary cross-entropy of the observed outcomes (missing ones masked out), in float32.
 
-    def __init__(self, hidden: int = 64, epochs: int = 200, l2: float = 1e-4, seed: int = 0) -> None:
-        self.hidden, self.epochs, self.l2, self.seed = hidden, epochs, l2, seed
-        self.name = "rb-mlp"
+    The number of steps is chosen by early stopping on a held-out fold of the *training* data
+    (identical prompts kept on one side), then the network is refitted on all of it for that many
+    steps: nothing is tuned on the test set, and the same code adapts to a 500-prompt or a
+    50 000-prompt dataset.
+    """
+
+    learning_rate = 0.01
+    batch_size = 1024
+    check_every = 10
+    patience = 100  # updates without a better held-out loss before training stops
+
+    def __init__(self, max_steps: int, l2: float, seed: int) -> None:
+        self.max_steps, self.l2, self.seed = max_steps, l2, seed
+        self.steps = max_steps  # chosen by fit()
         self._params: list[np.ndarray] = []
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        w1, b1, w2, b2 = self._params
-        hidden = np.maximum(0.0, x @ w1 + b1)
-        return hidden, 1.0 / (1.0 + np.exp(-(hidden @ w2 + b2)))
+    @abstractmethod
+    def _init(self, d: int, m: int, rng: np.random.Generator) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def _logits(self, params: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, Any]: ...
+
+    @abstractmethod
+    def _grads(self, params: list[np.ndarray], x: np.ndarray, cache: Any, error: np.ndarray) -> list[np.ndarray]: ...
+
+    def _train(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        seen: np.ndarray,
+        steps: int,
+        validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[list[np.ndarray], int]:
+        """Adam on mini-batches of ``batch_size`` rows (a fresh seeded permutation per epoch) for
+        ``steps`` updates; with ``validation``, stops ``patience`` updates after the best held-out
+        loss and returns the update count that reached it."""
+        rng = np.random.default_rng(self.seed)
+        params = [p.astype(np.float32) for p in self._init(x.shape[1], y.shape[1], rng)]
+        moments = [np.zeros_like(p) for p in params]
+        squares = [np.zeros_like(p) for p in params]
+        decay = self._l2_mask(params)
+        best_loss, best_step = np.inf, steps
+        n = len(x)
+        order = np.zeros(0, dtype=np.int64)
+        for step in range(1, steps + 1):
+            if len(order) == 0:
+                order = rng.permutation(n)
+            rows, order = order[: self.batch_size], order[self.batch_size :]
+            batch, batch_seen = x[rows], seen[rows]
+            logits, cache = self._logits(params, batch)
+            error = np.where(batch_seen, _sigmoid(logits) - y[rows], 0.0) / max(1, int(batch_seen.sum()))
+            grads = self._grads(params, batch, cache, error)
+            for param, grad, moment, square, l2 in zip(params, grads, moments, squares, decay, strict=True):
+                grad += l2 * self.l2 * param
+                moment *= 0.9
+                moment += 0.1 * grad
+                square *= 0.999
+                square += 0.001 * grad * grad
+                param -= self.learning_rate * (moment / (1 - 0.9**step)) / (np.sqrt(square / (1 - 0.999**step)) + 1e-8)
+            if validation is not None and step % self.check_every == 0:
+                loss = _bce(self._logits(params, validation[0])[0], validation[1], validation[2])
+                if loss < best_loss - 1e-6:
+                    best_loss, best_step = loss, step
+                elif step - best_step >= self.patience:
+                    break
+        return params, best_step
+
+    def _l2_mask(self, params: list[np.ndarray]) -> list[float]:
+        return [0.0 if p.ndim == 1 else 1.0 for p in params]  # no decay on biases
 
     def fit(self, train: Dataset, features: QualityInputs) -> None:
-        x = _embeddings(features)
-        y = np.nan_to_num(train.scores)
+        x = _embeddings(features).astype(np.float32)
+        y = np.nan_to_num(train.scores).astype(np.float32)
         seen = ~np.isnan(train.scores)
-        rng = np.random.default_rng(self.seed)
-        d, m = x.shape[1], y.shape[1]
-        self._params = [
+        self.steps = self.max_steps
+        if train.size >= 50:
+            fit_rows, held_out = kfold(train, 5, self.seed)[0]
+            _, self.steps = self._train(
+                x[fit_rows], y[fit_rows], seen[fit_rows], self.max_steps, (x[held_out], y[held_out], seen[held_out])
+            )
+        self._params, _ = self._train(x, y, seen, self.steps)
+
+    def predict(self, test: Dataset, features: QualityInputs) -> np.ndarray:
+        return _sigmoid(self._logits(self._params, _embeddings(features))[0])
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
+    return result
+
+
+def _bce(logits: np.ndarray, y: np.ndarray, seen: np.ndarray) -> float:
+    """Mean binary cross-entropy of the observed cells (soft labels allowed)."""
+    p = np.clip(_sigmoid(logits), 1e-7, 1 - 1e-7)
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(loss[seen].mean()) if seen.any() else 0.0
+
+
+class RouterBenchMLP(_GradientRouter):
+    """RouterBench's MLP baseline: a network with one hidden ReLU layer on the prompt embedding,
+    one sigmoid output per model, predicting each model's score."""
+
+    name = "rb-mlp"
+
+    def __init__(self, hidden: int = 64, max_steps: int = 2000, l2: float = 1e-4, seed: int = 0) -> None:
+        super().__init__(max_steps, l2, seed)
+        self.hidden = hidden
+
+    def _init(self, d: int, m: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [
             rng.normal(0, np.sqrt(2 / d), (d, self.hidden)),
             np.zeros(self.hidden),
             rng.normal(0, np.sqrt(1 / self.hidden), (self.hidden, m)),
             np.zeros(m),
         ]
-        moments = [np.zeros_like(p) for p in self._params]
-        squares = [np.zeros_like(p) for p in self._params]
-        for step in range(1, self.epochs + 1):
-            hidden, out = self._forward(x)
-            error = np.where(seen, out - y, 0.0) / max(1, int(seen.sum()))
-            w1, _, w2, _ = self._params
-            grad_hidden = (error @ w2.T) * (hidden > 0)
-            grads = [
-                x.T @ grad_hidden + self.l2 * w1,
-                grad_hidden.sum(0),
-                hidden.T @ error + self.l2 * w2,
-                error.sum(0),
-            ]
-            for param, grad, moment, square in zip(self._params, grads, moments, squares, strict=True):
-                moment *= 0.9
-                moment += 0.1 * grad
-                square *= 0.999
-                square += 0.001 * grad * grad
-                param -= 0.01 * (moment / (1 - 0.9**step)) / (np.sqrt(square / (1 - 0.999**step)) + 1e-8)
 
-    def predict(self, test: Dataset, features: QualityInputs) -> np.ndarray:
-        return self._forward(_embeddings(features))[1]
+    def _logits(self, params: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, Any]:
+        w1, b1, w2, b2 = params
+        hidden = np.maximum(0.0, x @ w1 + b1)
+        return hidden @ w2 + b2, hidden
+
+    def _grads(self, params: list[np.ndarray], x: np.ndarray, cache: Any, error: np.ndarray) -> list[np.ndarray]:
+        _, _, w2, _ = params
+        hidden = cache
+        grad_hidden = (error @ w2.T) * (hidden > 0)
+        return [x.T @ grad_hidden, grad_hidden.sum(0), hidden.T @ error, error.sum(0)]
 
 
-class MatrixFactorisationRouter(BenchRouter):
+class MatrixFactorisationRouter(_GradientRouter):
     """In the spirit of RouteLLM's matrix factorisation: P(success | prompt p, model m) =
     σ(⟨v_m, W·e_p⟩ + b_m), with e_p the prompt's embedding, W a learned projection to ``rank``
-    dimensions and v_m a learned vector per model, fitted on every observed (p, m) outcome
-    (binary cross-entropy, L2, Adam). RouteLLM trains it on pairwise preferences between a strong
-    and a weak model; here every model's own outcome is the label, which generalises it to any
-    number of models."""
+    dimensions and v_m a learned vector per model, fitted on every observed (p, m) outcome.
+    RouteLLM trains it on pairwise preferences between a strong and a weak model; here every
+    model's own outcome is the label, which generalises it to any number of models."""
 
-    def __init__(self, rank: int = 32, epochs: int = 300, l2: float = 1e-4, seed: int = 0) -> None:
-        self.rank, self.epochs, self.l2, self.seed = rank, epochs, l2, seed
-        self.name = "mf"
-        self._w = np.zeros((0, 0))
-        self._v = np.zeros((0, 0))
-        self._b = np.zeros(0)
+    name = "mf"
+    learning_rate = 0.02
 
-    def fit(self, train: Dataset, features: QualityInputs) -> None:
-        x = _embeddings(features)
-        y = np.nan_to_num(train.scores)
-        seen = ~np.isnan(train.scores)
-        rng = np.random.default_rng(self.seed)
-        d, m = x.shape[1], y.shape[1]
-        params = [rng.normal(0, 1 / np.sqrt(d), (d, self.rank)), rng.normal(0, 0.1, (m, self.rank)), np.zeros(m)]
-        moments = [np.zeros_like(p) for p in params]
-        squares = [np.zeros_like(p) for p in params]
-        for step in range(1, self.epochs + 1):
-            w, v, b = params
-            projected = x @ w  # (n, r)
-            out = 1.0 / (1.0 + np.exp(-(projected @ v.T + b)))
-            error = np.where(seen, out - y, 0.0) / max(1, int(seen.sum()))
-            grads = [x.T @ (error @ v) + self.l2 * w, error.T @ projected + self.l2 * v, error.sum(0)]
-            for param, grad, moment, square in zip(params, grads, moments, squares, strict=True):
-                moment *= 0.9
-                moment += 0.1 * grad
-                square *= 0.999
-                square += 0.001 * grad * grad
-                param -= 0.02 * (moment / (1 - 0.9**step)) / (np.sqrt(square / (1 - 0.999**step)) + 1e-8)
-        self._w, self._v, self._b = params
+    def __init__(self, rank: int = 32, max_steps: int = 2000, l2: float = 1e-4, seed: int = 0) -> None:
+        super().__init__(max_steps, l2, seed)
+        self.rank = rank
 
-    def predict(self, test: Dataset, features: QualityInputs) -> np.ndarray:
-        logits = (_embeddings(features) @ self._w) @ self._v.T + self._b
-        result: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
-        return result
+    def _init(self, d: int, m: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.normal(0, 1 / np.sqrt(d), (d, self.rank)), rng.normal(0, 0.1, (m, self.rank)), np.zeros(m)]
+
+    def _logits(self, params: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, Any]:
+        w, v, b = params
+        projected = x @ w
+        return projected @ v.T + b, projected
+
+    def _grads(self, params: list[np.ndarray], x: np.ndarray, cache: Any, error: np.ndarray) -> list[np.ndarray]:
+        _, v, _ = params
+        projected = cache
+        return [x.T @ (error @ v), error.T @ projected, error.sum(0)]
 
 
-def default_routers(names: Sequence[str] | None = None) -> list[BenchRouter]:
-    """The routers a benchmark runs (by name; all by default)."""
+def default_routers(names: Sequence[str] | None = None, *, seed: int = 0) -> list[BenchRouter]:
+    """The routers a benchmark runs (by name; all by default); ``seed`` seeds the trained networks."""
     routers: dict[str, BenchRouter] = {
         "oracle": OracleRouter(),
         "cheapest-correct": CheapestCorrectOracle(),
         "prior-table": MajordomeQualityRouter("prior"),
         "knn": MajordomeQualityRouter("knn"),
         "linear": MajordomeQualityRouter("linear"),
-        "mf": MatrixFactorisationRouter(),
+        "mf": MatrixFactorisationRouter(seed=seed),
         "rb-knn": RouterBenchKNN(),
-        "rb-mlp": RouterBenchMLP(),
+        "rb-mlp": RouterBenchMLP(seed=seed),
     }
     if names is None:
         return list(routers.values())

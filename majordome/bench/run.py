@@ -30,6 +30,7 @@ def run(
     bootstrap: int = 200,
     online: bool = True,
     progress: Callable[[str], None] | None = None,
+    bars: bool = False,
 ) -> BenchResult:
     """Evaluate the routers on ``dataset`` (a name of :data:`SUITE` or a path to an outcomes file)
     and, with ``out``, write ``<out>/<dataset>/report.{md,json}`` and plots."""
@@ -42,10 +43,12 @@ def run(
             train,
             test=test,
             seed=seed,
-            routers=default_routers(routers),
+            routers=default_routers(routers, seed=seed),
             bootstrap=bootstrap,
             online=online,
             progress=progress,
+            name=dataset,
+            bars=bars,
         )
     else:
         data = fill_costs(load_dataset(dataset, data=data_path), price_map)
@@ -53,10 +56,12 @@ def run(
             data,
             folds=folds,
             seed=seed,
-            routers=default_routers(routers),
+            routers=default_routers(routers, seed=seed),
             bootstrap=bootstrap,
             online=online,
             progress=progress,
+            name=dataset,
+            bars=bars,
         )
     if out is not None:
         write_report(result, Path(out) / dataset.replace("/", "_").replace("\\", "_").strip("._"))

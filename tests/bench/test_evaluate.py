@@ -29,8 +29,9 @@ def tiny(n: int = 80, seed: int = 0) -> Dataset:
 
 @pytest.fixture(scope="module")
 def result():  # type: ignore[no-untyped-def]
-    return evaluate(tiny(), folds=4, seed=1, routers=default_routers(["oracle", "knn", "linear", "rb-knn", "mf"]),
-                    bootstrap=50)
+    return evaluate(
+        tiny(), folds=4, seed=1, routers=default_routers(["oracle", "knn", "linear", "rb-knn", "mf"]), bootstrap=50
+    )
 
 
 def test_end_to_end_learned_routers_recover_most_of_the_gap(result) -> None:  # type: ignore[no-untyped-def]
