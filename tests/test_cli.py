@@ -100,3 +100,44 @@ def test_router_evaluate_intents(tmp_path: Path) -> None:
     result = runner.invoke(app, ["router", "evaluate-intents", str(path)])
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output
+
+
+def _outcomes_file(path: Path) -> Path:
+    """120 prompts, two models: 'big' always right and dear, 'small' right on chat, wrong on maths."""
+    rows = []
+    for i in range(120):
+        maths = i % 2 == 0
+        prompt = f"Compute {i} times {i + 7} and explain each step" if maths else f"Say thanks to fan number {i}"
+        rows.append({"prompt_id": f"p{i}", "prompt": prompt, "model": "big", "score": 1, "cost_usd": 0.01})
+        small = 0 if maths else 1
+        rows.append({"prompt_id": f"p{i}", "prompt": prompt, "model": "small", "score": small, "cost_usd": 0.001})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", "utf-8")
+    return path
+
+
+def test_bench_prints_the_table_and_writes_report_and_plots(tmp_path: Path) -> None:
+    data = _outcomes_file(tmp_path / "outcomes.jsonl")
+    out = tmp_path / "reports"
+    result = runner.invoke(
+        app,
+        ["bench", "--dataset", str(data), "--routers", "prior-table,linear", "--bootstrap", "20", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "| router | AIQ" in result.output and "APGR" in result.output
+    folder = next(out.iterdir())
+    assert {p.name for p in folder.iterdir()} >= {"report.md", "report.json", "quality_cost.png", "regret.png"}
+    report = json.loads((folder / "report.json").read_text())
+    assert report["routers"]["linear"]["apgr"] > 0.7  # maths vs chat is easy to tell apart
+    assert report["routers"]["random"]["apgr"] == pytest.approx(0.5)
+
+
+def test_bench_without_a_dataset_exits_2() -> None:
+    result = runner.invoke(app, ["bench"])
+    assert result.exit_code == 2 and "--dataset" in result.output
+
+
+def test_bench_on_a_malformed_file_exits_3_naming_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt_id": "a", "prompt": "x", "model": "m", "score": 0.5}\nnot json\n', "utf-8")
+    result = runner.invoke(app, ["bench", "--dataset", str(bad), "--out", str(tmp_path)])
+    assert result.exit_code == 3 and "line 2" in result.output

@@ -23,5 +23,13 @@ def test_readme_example_runs(index: int, monkeypatch: pytest.MonkeyPatch, capsys
     for name in list(os.environ):
         if name.startswith(("MAJORDOME_", "AZURE_")):
             monkeypatch.delenv(name)
+    if "majordome.bench" in BLOCKS[index]:
+        from majordome._errors import ConfigurationError
+        from majordome.bench.readers import data_dir
+
+        try:
+            data_dir()
+        except ConfigurationError as exc:
+            pytest.skip(f"the benchmark example needs the public datasets: {exc}")
     exec(compile(BLOCKS[index], f"README.md example {index + 1}", "exec"), {"__name__": "__readme__"})
     assert capsys.readouterr().out.strip() or index == len(BLOCKS) - 1

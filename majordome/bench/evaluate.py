@@ -98,15 +98,16 @@ def _choices(
     return out
 
 
-def _points(
-    choices: np.ndarray, scores: np.ndarray, costs: np.ndarray, rows: np.ndarray | None = None
-) -> list[metrics.Point]:
-    index = np.arange(scores.shape[0]) if rows is None else rows
-    result = []
-    for choice in choices:
-        picked = choice[index]
-        result.append(metrics.Point(float(costs[index, picked].mean()), float(scores[index, picked].mean())))
-    return result
+def _points(choices: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> list[metrics.Point]:
+    rows = np.arange(scores.shape[0])
+    return [metrics.Point(float(costs[rows, choice].mean()), float(scores[rows, choice].mean())) for choice in choices]
+
+
+def _resampled_means(weights: np.ndarray, per_prompt: np.ndarray) -> np.ndarray:
+    """``(resamples, k)``: the mean of each of the ``k`` rows of ``per_prompt`` (k, n) over each
+    bootstrap resample, given as prompt counts ``weights`` (resamples, n)."""
+    means: np.ndarray = weights @ per_prompt.T / weights.shape[1]
+    return means
 
 
 def _predict_all(
@@ -222,7 +223,15 @@ def evaluate(
         weak = next(m for m in evaluated.models if m != strong)
     lambdas = _lambdas(predicted_cost)
     rng = np.random.default_rng(seed)
-    resamples = [rng.integers(0, evaluated.size, evaluated.size) for _ in range(bootstrap)]
+    # Each bootstrap resample as counts per prompt: a resampled mean is then one matrix product.
+    weights = np.array(
+        [
+            np.bincount(rng.integers(0, evaluated.size, evaluated.size), minlength=evaluated.size)
+            for _ in range(bootstrap)
+        ],
+        dtype=np.float64,
+    ).reshape(bootstrap, evaluated.size)
+    rows = np.arange(evaluated.size)
 
     results: dict[str, RouterResult] = {}
     for r in routers:
@@ -230,8 +239,14 @@ def evaluate(
         points = _points(choices, scores0, costs0)
         result = RouterResult(r.name, r.learned, points, None, fit_seconds=seconds[r.name])
         result.aiq = metrics.aiq(points, cost_min, cost_max)
-        boot = [metrics.aiq(_points(choices, scores0, costs0, rows), cost_min, cost_max) for rows in resamples]
-        result.aiq_ci = _interval(boot)
+        boot_quality = _resampled_means(weights, scores0[rows, choices])  # (resamples, λ)
+        boot_cost = _resampled_means(weights, costs0[rows, choices])
+        result.aiq_ci = _interval(
+            [
+                metrics.aiq(list(zip(c, q, strict=True)), cost_min, cost_max)
+                for c, q in zip(boot_cost, boot_quality, strict=True)
+            ]
+        )
         best = singles[best_model]
         result.at_cost_share = {
             share: metrics.quality_at_cost_share(points, best.cost, best.quality, share) for share in COST_SHARES
@@ -245,14 +260,13 @@ def evaluate(
             result.apgr = metrics.apgr(shares, quality, q_weak, q_strong)
             result.cpt50 = metrics.cpt(shares, quality, q_weak, q_strong, 0.5)
             result.cpt80 = metrics.cpt(shares, quality, q_weak, q_strong, 0.8)
-            boot_apgr = []
-            for rows in resamples:
-                sub_scores = scores0[rows]
-                qw, qs = float(sub_scores[:, 1 - j_strong].mean()), float(sub_scores[:, j_strong].mean())
-                sub_quality = [p.quality for p in _points(choices, scores0, costs0, rows)]
-                sub_shares = [float((c[rows] == j_strong).mean()) for c in choices]
-                if qs > qw:
-                    boot_apgr.append(metrics.apgr(sub_shares, sub_quality, qw, qs))
+            boot_shares = _resampled_means(weights, (choices == j_strong).astype(np.float64))
+            boot_models = _resampled_means(weights, scores0.T)  # (resamples, 2): each model's quality
+            boot_apgr = [
+                metrics.apgr(share, quality, float(model_q[1 - j_strong]), float(model_q[j_strong]))
+                for share, quality, model_q in zip(boot_shares, boot_quality, boot_models, strict=True)
+                if model_q[j_strong] > model_q[1 - j_strong]
+            ]
             result.apgr_ci = _interval(boot_apgr)
         results[r.name] = result
 
@@ -362,6 +376,8 @@ def summary(result: BenchResult) -> dict[str, Any]:
             "lambda": result.online.lam,
             "final_regret": result.online.final_regret,
             "best_fixed_final_regret": float(result.online.best_fixed_cumulative_regret[-1]),
+            "late_regret_rate": result.online.late_rate(),
+            "best_fixed_late_regret_rate": result.online.late_rate(result.online.best_fixed_cumulative_regret),
             "quality": result.online.quality,
             "cost": result.online.cost,
             "pulls": result.online.pulls,

@@ -2,8 +2,11 @@
 
 Each prompt arrives in a seeded random order; the learner (:class:`~majordome.router.bandit.LinUCB`
 on the router's features) picks a model by optimistic utility, observes that model's score and
-updates. Regret at step t is the best utility any model had for that prompt minus the chosen
-one's; the report shows its cumulative sum next to the best single model in hindsight.
+updates. It starts cold (no prior), with alpha = 0.5: the value that did best on average over
+the four smaller datasets of the suite (ARC test, RouteLLM GSM8K and MT-Bench, ZeroEval; 3 orders
+each): 0.05-0.3 lock in on the cheapest model, 1-2 over-explore on these horizons. Regret at
+step t is the best utility any model had for that prompt minus the chosen one's; the report shows
+its cumulative sum next to the best single model in hindsight.
 """
 
 from __future__ import annotations
@@ -33,9 +36,19 @@ class OnlineResult:
     def final_regret(self) -> float:
         return float(self.cumulative_regret[-1]) if len(self.cumulative_regret) else 0.0
 
+    def late_rate(self, curve: np.ndarray | None = None) -> float:
+        """Regret per prompt over the second half of the stream (the learner's, or ``curve``'s):
+        below the best fixed model's rate means the learner ends up routing better than it."""
+        values = self.cumulative_regret if curve is None else curve
+        n = len(values)
+        if n < 2:
+            return 0.0
+        half = n // 2
+        return float(values[-1] - values[half - 1]) / (n - half)
+
 
 def simulate_online(
-    dataset: Dataset, features: QualityInputs, *, lam: float, seed: int = 0, alpha: float = 0.3
+    dataset: Dataset, features: QualityInputs, *, lam: float, seed: int = 0, alpha: float = 0.5
 ) -> OnlineResult:
     """Run the bandit over ``dataset`` once, in a random order fixed by ``seed``."""
     scores = dataset.scores

@@ -72,11 +72,14 @@ def markdown(result: BenchResult) -> str:
         )
     if result.online is not None:
         online = result.online
+        fixed_rate = online.late_rate(online.best_fixed_cumulative_regret)
         lines += [
             "",
             f"Online learner (LinUCB, λ = {online.lam:.4g}, {result.n_test} prompts streamed once): "
             f"final cumulative regret {online.final_regret:.1f} vs {online.best_fixed_cumulative_regret[-1]:.1f} "
-            f"for the best single model in hindsight; mean quality {online.quality:.4f} at ${online.cost:.6f}.",
+            f"for the best single model in hindsight; over the second half of the stream, "
+            f"{online.late_rate():.4f} regret per prompt vs {fixed_rate:.4f}; "
+            f"mean quality {online.quality:.4f} at ${online.cost:.6f}.",
         ]
     return "\n".join(lines) + "\n"
 
