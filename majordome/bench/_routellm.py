@@ -174,11 +174,12 @@ def _questions(path: Path) -> dict[int, tuple[str, list[str]]]:
 def read_routellm_mt_bench(folder: str | Path, *, decontaminate: bool = True) -> Dataset:
     """RouteLLM's MT-Bench judgements: one prompt per (question, turn), id ``mt_bench/<qid>/<turn>``.
 
-    The prompt is the turn's text; turn 2 is preceded by turn 1 (blank line between), as it only
-    makes sense after it. Score = GPT-4 judge score / 10; groups = category. Output tokens are the
-    lengths of the judged answers (quoted in the judge's prompt); input tokens of turn 2 count
-    turn 1, the model's first answer and turn 2. A question with a turn in
-    ``mt_bench_contaminated_prompts.jsonl`` is removed with both its turns.
+        The prompt is the turn's text; turn 2 is preceded by turn 1 (blank line between), as it only
+        makes sense after it. Score = GPT-4 judge score / 10; groups = category; clusters = the
+    question (splits keep both turns on one side). Output tokens are the
+        lengths of the judged answers (quoted in the judge's prompt); input tokens of turn 2 count
+        turn 1, the model's first answer and turn 2. A question with a turn in
+        ``mt_bench_contaminated_prompts.jsonl`` is removed with both its turns.
     """
     folder = Path(folder)
     questions = _questions(folder / "question.jsonl")
@@ -249,6 +250,7 @@ def read_routellm_mt_bench(folder: str | Path, *, decontaminate: bool = True) ->
         output_tokens=table[:, :, 2],
         groups=groups,
         problems=problems,
+        clusters=[pid.rsplit("/", 1)[0] for pid in ids],
     )
     if not decontaminate:
         return dataset

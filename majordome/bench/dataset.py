@@ -6,7 +6,8 @@ unknown: then :func:`majordome.bench.cost.fill_costs` derives it from tokens and
 and token counts when the source has them. ``problems`` lists what was wrong with the source and
 how it was handled (duplicates merged, rows dropped...): readers report, they never keep bad data
 silently. ``groups`` carries a per-prompt label where the source has one (MMLU subject, MT-Bench
-category), for per-group reports and grouped splits.
+category), for per-group reports. ``clusters`` names prompts that are not independent (MT-Bench's
+two turns of one question: turn 2's prompt contains turn 1's): splits keep a cluster on one side.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Dataset:
     output_tokens: np.ndarray | None = None  # (n, m) or None
     groups: list[str] | None = None  # one label per prompt, or None
     problems: list[str] = field(default_factory=list)
+    clusters: list[str] | None = None  # prompts that must stay on one side of a split, or None
 
     def __post_init__(self) -> None:
         n, m = len(self.prompt_ids), len(self.models)
@@ -48,6 +50,8 @@ class Dataset:
                 raise ValueError(f"{self.name}: {label} has shape {array.shape}, expected {(n, m)}")
         if self.groups is not None and len(self.groups) != n:
             raise ValueError(f"{self.name}: {len(self.groups)} group labels for {n} prompts")
+        if self.clusters is not None and len(self.clusters) != n:
+            raise ValueError(f"{self.name}: {len(self.clusters)} cluster labels for {n} prompts")
 
     @property
     def size(self) -> int:
@@ -67,6 +71,7 @@ class Dataset:
             output_tokens=None if self.output_tokens is None else self.output_tokens[index],
             groups=None if self.groups is None else [self.groups[i] for i in index],
             problems=list(self.problems),
+            clusters=None if self.clusters is None else [self.clusters[i] for i in index],
         )
 
     def select_models(self, models: Sequence[str]) -> Dataset:

@@ -20,15 +20,30 @@ def prompt_key(text: str) -> str:
 
 
 def kfold(dataset: Dataset, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``k`` (train, test) index pairs covering every prompt once as test. Duplicated prompts are
-    grouped, so a prompt never appears on both sides; the assignment of groups to folds is a
-    seeded permutation."""
+    """``k`` (train, test) index pairs covering every prompt once as test. Identical prompts (up to
+    case and white space) and prompts of one cluster (``Dataset.clusters``) are grouped, so none
+    appears on both sides; the assignment of groups to folds is a seeded permutation."""
     if k < 2:
         raise ValueError("k-fold needs k >= 2")
-    keys = [prompt_key(p) for p in dataset.prompts]
-    groups: dict[str, list[int]] = {}
-    for index, key in enumerate(keys):
-        groups.setdefault(key, []).append(index)
+    parent = list(range(dataset.size))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    keys = [[f"text:{prompt_key(p)}"] for p in dataset.prompts]
+    if dataset.clusters is not None:
+        for index, cluster in enumerate(dataset.clusters):
+            keys[index].append(f"cluster:{cluster}")
+    for index, labels in enumerate(keys):
+        for label in labels:
+            parent[root(index)] = root(first.setdefault(label, index))
+    groups: dict[int, list[int]] = {}
+    for index in range(dataset.size):
+        groups.setdefault(root(index), []).append(index)
     order = list(groups.values())
     permutation = np.random.default_rng(seed).permutation(len(order))
     fold_of = np.empty(dataset.size, dtype=np.int64)

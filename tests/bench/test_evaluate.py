@@ -83,3 +83,10 @@ def test_report_files(result, tmp_path: Path) -> None:  # type: ignore[no-untype
     assert "| router | AIQ" in text and "APGR" in text and "oracle" in text
     assert (path / "report.json").exists() and (path / "quality_cost.png").stat().st_size > 1000
     assert (path / "regret.png").exists()
+
+
+def test_kfold_keeps_a_cluster_together() -> None:
+    data = tiny(20)
+    data.clusters = [f"q{i // 2}" for i in range(20)]  # two turns per question
+    for train, test in kfold(data, 5, seed=2):
+        assert {data.clusters[i] for i in train}.isdisjoint({data.clusters[i] for i in test})
