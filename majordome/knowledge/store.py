@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from majordome._errors import BadRequestError, ConfigurationError
+from majordome.knowledge.documents import SHARED
 
 __all__ = [
     "SHARED",
@@ -49,8 +50,6 @@ __all__ = [
     "tenant_filter",
 ]
 
-SHARED = "shared"
-"""The tenant of items every tenant may see (the platform's shared playbooks)."""
 
 DENSE, SPARSE = "dense", "bm25"
 FILTER_FIELDS = ("kind", "language", "niche", "platform")

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from majordome._errors import BadRequestError, ConfigurationError
+from majordome.knowledge.base import KnowledgeBase
+from majordome.knowledge.embeddings import SentenceTransformerEmbedder
+from majordome.knowledge.store import SearchFilters, TenantRequired
+
+FIXTURES = Path(__file__).parent / "fixtures" / "kb"
+
+
+class WordHashEmbedder:
+    """A test double: bag of lower-cased words hashed into 64 dimensions (similar words, similar vectors)."""
+
+    def __init__(self, name: str = "test/word-hash", dim: int = 64) -> None:
+        self.name, self.dim = name, dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
+    opened = KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder())
+    yield opened
+    opened.close()
+
+
+PLAYS = [
+    {"id": "p1", "fan_message": "Do you sell custom videos?", "creator_reply": "Yes: 25 dollars, ready in two days."},
+    {"id": "p2", "fan_message": "Tu fais des remises ?", "creator_reply": "Oui, -20 % ce soir seulement."},
+]
+
+
+def test_ingest_is_idempotent_and_a_changed_document_replaces_its_chunks(kb: KnowledgeBase) -> None:
+    first = kb.ingest(PLAYS, tenant="creator_1", kind="CHAT_CLOSER_PLAY")
+    assert (first.documents, first.chunks, first.removed_chunks) == (2, 2, 0)
+    again = kb.ingest(PLAYS, tenant="creator_1", kind="CHAT_CLOSER_PLAY")
+    assert (again.chunks, again.removed_chunks) == (2, 0) and kb.store.count("creator_1") == 2
+    changed = [PLAYS[0] | {"creator_reply": "Yes, 30 dollars now."}, PLAYS[1]]
+    third = kb.ingest(changed, tenant="creator_1", kind="CHAT_CLOSER_PLAY")
+    assert third.removed_chunks == 1 and kb.store.count("creator_1") == 2
+    assert "30 dollars" in kb.search("custom videos price", tenant="creator_1", k=1)[0].chunk.text
+
+
+def test_search_sees_own_and_shared_never_another_tenant(kb: KnowledgeBase) -> None:
+    kb.ingest(PLAYS, tenant="creator_1", kind="CHAT_CLOSER_PLAY")
+    kb.ingest([{"id": "secret", "text": "Custom videos cost 99 dollars here."}], tenant="creator_2")
+    kb.ingest(
+        [{"id": "rule", "text": "Never promise custom videos the same day."}], tenant="shared", kind="EDITING_RULESET"
+    )
+    for mode in ("hybrid", "dense", "sparse"):
+        hits = kb.search("custom videos", tenant="creator_1", k=10, mode=mode)
+        tenants = {h.chunk.tenant for h in hits}
+        assert tenants <= {"creator_1", "shared"} and "shared" in tenants, mode
+    ruleset = kb.search("custom videos", tenant="creator_1", filters=SearchFilters(kind=["EDITING_RULESET"]))
+    assert [h.chunk.document_id for h in ruleset] == ["rule"]
+
+
+def test_hybrid_finds_the_known_answer_on_a_tiny_corpus(kb: KnowledgeBase) -> None:
+    corpus = [
+        {"id": "pricing", "text": "Bundles: three photos for ten dollars, or a video for twenty-five."},
+        {"id": "schedule", "text": "Post short videos in the evening; stories every morning."},
+        {"id": "tone", "text": "Keep replies playful and short, never pushy."},
+        {"id": "fr", "text": "Les abonnés français préfèrent les lives du dimanche soir."},
+    ]
+    kb.ingest(corpus, tenant="creator_1")
+    assert kb.search("how much is a video bundle", tenant="creator_1", k=1)[0].chunk.document_id == "pricing"
+    assert kb.search("quand faire un live pour les abonnés", tenant="creator_1", k=1)[0].chunk.document_id == "fr"
+    assert kb.search("what time should I post videos", tenant="creator_1", k=1)[0].chunk.document_id == "schedule"
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_is_ingested(kb: KnowledgeBase, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Guide\n\nReply within the hour to keep fans.", "utf-8")
+    (folder / "empty.txt").write_text("", "utf-8")
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02 not text")
+    (folder / "latin.txt").write_bytes("café crème".encode("latin-1"))
+    summary = kb.ingest(folder, tenant="creator_1")
+    assert summary.documents == 1 and kb.store.count("creator_1") == 1
+    reasons = {Path(issue.path).name for issue in summary.report.skipped}
+    assert reasons == {"empty.txt", "binary.txt", "latin.txt"}
+
+
+def test_errors_for_missing_tenant_and_empty_query(kb: KnowledgeBase) -> None:
+    with pytest.raises(TenantRequired):
+        kb.search("anything", tenant="")
+    with pytest.raises(BadRequestError):
+        kb.search("   ", tenant="creator_1")
+    with pytest.raises(TenantRequired):
+        kb.ingest(PLAYS, tenant=None)  # type: ignore[arg-type]
+
+
+def test_reopen_keeps_the_data_and_refuses_another_embedder(tmp_path: Path) -> None:
+    with KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder()) as kb:
+        kb.ingest(FIXTURES, tenant="creator_42")
+        stored = kb.store.count()
+    with KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder()) as kb:
+        assert kb.store.count() == stored > 0
+    with pytest.raises(ConfigurationError, match="test/word-hash"):
+        KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder("other/model", 32))
+
+
+def test_the_real_offline_embedder_end_to_end(tmp_path: Path) -> None:
+    with KnowledgeBase.open(tmp_path / "kb", embedder=SentenceTransformerEmbedder()) as kb:
+        kb.ingest(PLAYS, tenant="creator_1", kind="CHAT_CLOSER_PLAY")
+        hit = kb.search("how much for a personalised clip?", tenant="creator_1", k=1, mode="dense")[0]
+        assert hit.chunk.document_id == "p1" and hit.citation == "p1#0"
