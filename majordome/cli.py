@@ -263,6 +263,135 @@ def bench(
     typer.secho(f"{len(names)} dataset(s) in {time.monotonic() - started:.1f} s; reports in {out}/", err=True)
 
 
+kb_app = typer.Typer(no_args_is_help=True, help="The knowledge base: ingest, search, delete, evaluate.")
+app.add_typer(kb_app, name="kb")
+_KB_PATH = typer.Option(help="Embedded store folder (default: MAJORDOME_KB_PATH, else the cache).")
+_KB_EMBEDDER = typer.Option(help="minilm (default), e5, or a sentence-transformers model (MAJORDOME_KB_EMBEDDER).")
+
+
+def _open_kb(path: Path | None, embedder: str | None) -> Any:
+    from majordome.knowledge import KnowledgeBase, default_embedder
+
+    return KnowledgeBase.open(path, embedder=default_embedder(embedder))
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    source: Annotated[Path, typer.Argument(help="A file or folder (txt, md, json, jsonl, csv, or BEIR corpus).")],
+    tenant: Annotated[str, typer.Option(help="The creator id that owns these items, or 'shared'.")],
+    kind: Annotated[str | None, typer.Option(help="CHAT_CLOSER_PLAY, VIRAL_STRUCTURE, ... or a free kind.")] = None,
+    language: Annotated[str | None, typer.Option(help="fr or en (detected when absent).")] = None,
+    niche: Annotated[str | None, typer.Option()] = None,
+    platform: Annotated[str | None, typer.Option()] = None,
+    path: Annotated[Path | None, _KB_PATH] = None,
+    embedder: Annotated[str | None, _KB_EMBEDDER] = None,
+) -> None:
+    """Chunk, embed and store documents for a tenant; unreadable files are listed, not fatal."""
+    with _reported(), _open_kb(path, embedder) as kb:
+        summary = kb.ingest(
+            source,
+            tenant=tenant,
+            kind=kind,
+            language=language,
+            niche=niche,
+            platform=platform,
+            progress=sys.stderr.isatty(),
+        )
+    typer.echo(summary.summary())
+    for failure in summary.failed:
+        typer.secho(f"  failed {failure}", err=True)
+
+
+@kb_app.command("search")
+def kb_search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    tenant: Annotated[str, typer.Option(help="Whose knowledge (its own items and shared ones).")],
+    k: Annotated[int, typer.Option("-k", help="How many chunks.")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
+    language: Annotated[list[str] | None, typer.Option(help="Only these languages (repeatable).")] = None,
+    explain: Annotated[bool, typer.Option(help="Show scores, ids, kinds, languages and headings.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    path: Annotated[Path | None, _KB_PATH] = None,
+    embedder: Annotated[str | None, _KB_EMBEDDER] = None,
+) -> None:
+    """Retrieve what a tenant's grounded answer would see."""
+    from majordome.knowledge import SearchFilters
+
+    with _reported(), _open_kb(path, embedder) as kb:
+        hits = kb.search(
+            query,
+            tenant=tenant,
+            k=k,
+            mode=mode,
+            filters=SearchFilters(kind=kind or None, language=language or None),
+        )
+    if as_json:
+        rows = [{"citation": h.citation, "score": h.score, **h.chunk.payload()} for h in hits]
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        typer.echo("no match")
+    for rank, hit in enumerate(hits, 1):
+        chunk = hit.chunk
+        typer.secho(f"{rank}. [{hit.citation}] {chunk.title or chunk.source or ''}", bold=True)
+        if explain:
+            heading = " > ".join(chunk.heading_path)
+            typer.echo(
+                f"   score {hit.score:.4f} ({mode}) · tenant {chunk.tenant} · kind {chunk.kind} · "
+                f"language {chunk.language} · {chunk.token_count} tokens" + (f" · {heading}" if heading else "")
+            )
+        typer.echo("   " + chunk.text[:300].replace("\n", " ") + ("…" if len(chunk.text) > 300 else ""))
+
+
+@kb_app.command("delete")
+def kb_delete(
+    tenant: Annotated[str, typer.Option(help="Whose items.")],
+    doc_id: Annotated[
+        str | None, typer.Option("--doc", help="One document id (default: every item of the tenant).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    path: Annotated[Path | None, _KB_PATH] = None,
+    embedder: Annotated[str | None, _KB_EMBEDDER] = None,
+) -> None:
+    """Delete one document, or every item of a tenant."""
+    what = f"document {doc_id} of {tenant}" if doc_id else f"every item of {tenant}"
+    if not yes and not typer.confirm(f"Delete {what}?"):
+        raise typer.Exit(1)
+    with _reported(), _open_kb(path, embedder) as kb:
+        before = kb.store.count(tenant)
+        kb.delete(tenant, doc_id)
+        after = kb.store.count(tenant)
+    typer.echo(f"deleted {before - after} chunks ({what})")
+
+
+@kb_app.command("eval")
+def kb_eval(
+    dataset: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.")],
+    mode: Annotated[list[str] | None, typer.Option(help="dense, sparse, hybrid (repeatable; default all).")] = None,
+    max_queries: Annotated[int | None, typer.Option(help="Only the first N judged queries.")] = None,
+    embedder: Annotated[str | None, _KB_EMBEDDER] = None,
+) -> None:
+    """nDCG@10 and Recall@10 through the real ingest and search path (a fresh temporary store)."""
+    from majordome.knowledge import default_embedder
+    from majordome.knowledge.evaluate import evaluate_beir
+
+    with _reported():
+        results, ingest = evaluate_beir(
+            dataset,
+            modes=mode or ["dense", "sparse", "hybrid"],  # type: ignore[arg-type]
+            embedder=default_embedder(embedder),
+            max_queries=max_queries,
+            progress=lambda message: typer.secho(f"   {message}", dim=True, err=True),
+        )
+    typer.echo(
+        f"{ingest['documents']:.0f} documents, {ingest['chunks']:.0f} chunks, {ingest['chunks_per_s']:.1f} chunks/s"
+    )
+    typer.echo("| mode | queries | nDCG@10 | Recall@10 | query p50 ms |\n|---|---|---|---|---|")
+    for r in results:
+        typer.echo(f"| {r.mode} | {r.queries} | {r.ndcg10:.4f} | {r.recall10:.4f} | {r.query_p50_ms:.1f} |")
+
+
 @app.command()
 def warmup() -> None:
     """Build the router's cached artefacts now (static embedding table, intent classifier)."""

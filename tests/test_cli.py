@@ -141,3 +141,22 @@ def test_bench_on_a_malformed_file_exits_3_naming_the_line(tmp_path: Path) -> No
     bad.write_text('{"prompt_id": "a", "prompt": "x", "model": "m", "score": 0.5}\nnot json\n', "utf-8")
     result = runner.invoke(app, ["bench", "--dataset", str(bad), "--out", str(tmp_path)])
     assert result.exit_code == 3 and "line 2" in result.output
+
+
+def test_kb_ingest_search_explain_and_delete(tmp_path: Path) -> None:
+    fixtures = Path(__file__).parent / "knowledge" / "fixtures" / "kb"
+    store = ["--path", str(tmp_path / "kb")]
+    ingested = runner.invoke(app, ["kb", "ingest", str(fixtures), "--tenant", "creator_42", *store])
+    assert ingested.exit_code == 0, ingested.output
+    assert "documents" in ingested.output and "skipped" in ingested.output  # the fixtures hold bad records
+    found = runner.invoke(app, ["kb", "search", "pricing bundles", "--tenant", "creator_42", "--explain", *store])
+    assert found.exit_code == 0 and "score" in found.output and "tenant creator_42" in found.output
+    other = runner.invoke(app, ["kb", "search", "pricing bundles", "--tenant", "creator_7", "--json", *store])
+    assert other.exit_code == 0 and json.loads(other.stdout) == []
+    deleted = runner.invoke(app, ["kb", "delete", "--tenant", "creator_42", "--yes", *store])
+    assert deleted.exit_code == 0 and "deleted" in deleted.output
+
+
+def test_kb_search_without_a_tenant_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["kb", "search", "hello", "--tenant", " ", "--path", str(tmp_path / "kb")])
+    assert result.exit_code != 0 and "tenant" in result.output

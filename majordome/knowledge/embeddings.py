@@ -116,6 +116,7 @@ class SentenceTransformerEmbedder:
 
                     if self._threads:
                         torch.set_num_threads(self._threads)
+                    _quiet_transformers()
                     loaded = SentenceTransformer(self.source, device="cpu")
                     dim = loaded.get_embedding_dimension() if hasattr(loaded, "get_embedding_dimension") else None
                     self.dim = int(dim or loaded.get_sentence_embedding_dimension() or 0)
@@ -149,6 +150,16 @@ class SentenceTransformerEmbedder:
                     self._cache.move_to_end(text)
                 rows.append(vector)
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" progress bar on every load (the CLI's output is for its results)."""
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    except ImportError:  # an older or a trimmed transformers: the bar is only noise
+        pass
 
 
 class StaticEmbedder:
