@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from majordome._config import MajordomeConfig
-from majordome._errors import CapabilityError, ConfigurationError, MajordomeError
+from majordome._errors import BadRequestError, CapabilityError, ConfigurationError, MajordomeError
 from majordome._logging import get_logger
-from majordome._types import Answer, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
+from majordome._types import Answer, Citation, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
+from majordome.knowledge.grounding import Grounding, mark_cited
 from majordome.models.base import CallContext, Model, ModelRequest, ModelResponse, aclose_stream
 from majordome.models.catalogue import Catalogue
 from majordome.models.deployments import Deployment, DeploymentSettings, build_deployments
 from majordome.models.fallback import FallbackModel
-from majordome.models.messages import Usage
+from majordome.models.messages import Message, Usage
 from majordome.router.candidates import output_reserve
 from majordome.router.decision import RequestFeatures, RoutingDecision
 from majordome.router.intents import LLMIntentClassifier
 from majordome.router.policy import Policy
 from majordome.router.quality import load_quality
 from majordome.router.router import Router
+
+if TYPE_CHECKING:
+    from majordome.knowledge.base import KnowledgeBase
 
 __all__ = ["Majordome", "ModelInfo"]
 
@@ -59,6 +64,18 @@ class _Prepared:
     chain: FallbackModel
     model_request: ModelRequest
     started: float
+    citations: tuple[Citation, ...] = ()
+
+
+def _with_system_text(messages: Sequence[Message], text: str) -> list[Message]:
+    """``messages`` with ``text`` appended to the system message (or as a first one): one system
+    message, which every chat template handles."""
+    out = list(messages)
+    if out and out[0].role == "system" and isinstance(out[0].content, str):
+        out[0] = Message(role="system", content=f"{out[0].content}\n\n{text}")
+    else:
+        out.insert(0, Message(role="system", content=text))
+    return out
 
 
 class Majordome:
@@ -78,6 +95,7 @@ class Majordome:
         providers: Mapping[str, Model] | None = None,
         env: Mapping[str, str] | None = None,
         router: Router | None = None,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         env = dict(os.environ) if env is None else dict(env)
         self.config = config or MajordomeConfig()
@@ -101,6 +119,11 @@ class Majordome:
         if self.config.quality_model_file is not None:
             self.router.set_quality(load_quality(self.config.quality_model_file))
         self.router.llm = self._llm_classifier(policy)
+        self.knowledge = knowledge
+        if knowledge is None and self.config.knowledge_path is not None:
+            from majordome.knowledge.base import KnowledgeBase
+
+            self.knowledge = KnowledgeBase.open(self.config.knowledge_path)
         self._portal = _Portal()
 
     def _llm_classifier(self, policy: Policy) -> LLMIntentClassifier | None:
@@ -222,8 +245,35 @@ class Majordome:
             verdict = await llm.classify(features.text, trace_id=req.trace_id or "")
             if verdict is not None:
                 features = self.router.with_intent(features, verdict[0], verdict[1], "llm")
+        grounding = await self._ground(req, features)
+        if grounding is not None:  # the context-window check counts the quoted passages
+            features = dataclasses.replace(features, retrieved_tokens=grounding.tokens)
         decision = self._decide(req, features, started + deadline_s)
-        return self._prepared(req, features, decision, started, deadline_s)
+        prepared = self._prepared(req, features, decision, started, deadline_s)
+        if grounding is not None:
+            prepared.model_request = dataclasses.replace(
+                prepared.model_request, messages=_with_system_text(req.messages, grounding.text)
+            )
+            prepared.citations = grounding.citations
+        return prepared
+
+    async def _ground(self, req: Request, features: RequestFeatures) -> Grounding | None:
+        """Retrieve from the tenant's knowledge when the request or its intent asks for it."""
+        wanted = req.ground if req.ground is not None else features.intent in self.config.grounding_intents
+        if not wanted:
+            return None
+        if self.knowledge is None:
+            if req.ground:
+                raise BadRequestError("ground=True, but this Majordome has no knowledge base (knowledge_path)")
+            return None
+        from majordome.knowledge.grounding import build_grounding
+
+        query = features.text.strip()
+        if not query:
+            return None
+        language = features.language if features.language in ("fr", "en") else None
+        hits = await self.knowledge.asearch(query, tenant=req.tenant, k=self.config.grounding_k, language=language)
+        return build_grounding(hits, budget_tokens=self.config.grounding_budget_tokens)
 
     def _prepared(
         self, req: Request, features: RequestFeatures, decision: RoutingDecision, started: float, deadline_s: float
@@ -259,6 +309,7 @@ class Majordome:
             decision=p.decision,
             reasoning=response.reasoning,
             finish_reason=response.finish_reason,
+            citations=mark_cited(p.citations, response.text) if p.citations else (),
         )
         if _log.isEnabledFor(20):
             _log.info(

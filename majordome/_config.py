@@ -54,6 +54,19 @@ class MajordomeConfig(BaseModel):
     breaker: BreakerPolicy = BreakerPolicy()
     max_connections: int = Field(default=1000, ge=1)
     log_message_bodies: bool = False
+    knowledge_path: Path | None = None
+    """An embedded knowledge base (folder) to ground answers in; or pass ``knowledge=`` in code."""
+    grounding_intents: tuple[str, ...] = (
+        "fan_reply",
+        "sales_message",
+        "content_ideas",
+        "caption_writing",
+        "content_analysis",
+        "general_help",
+    )
+    """Intents whose answers are grounded by default (a request's ``ground`` overrides)."""
+    grounding_k: int = Field(default=6, ge=1, le=50)
+    grounding_budget_tokens: int = Field(default=1500, ge=100)
 
     def deadline_for(self, job_type: str | None) -> float:
         if job_type is None:
@@ -93,9 +106,17 @@ ENV_FIELDS: dict[str, str] = {
     "MAJORDOME_DEFAULT_MAX_OUTPUT_TOKENS": "default_max_output_tokens",
     "MAJORDOME_MAX_CONNECTIONS": "max_connections",
     "MAJORDOME_LOG_MESSAGE_BODIES": "log_message_bodies",
+    "MAJORDOME_KB_PATH": "knowledge_path",
 }
 # Read elsewhere (not configuration of a Majordome): accepted, not refused as typos.
-_OTHER_VARIABLES = {"MAJORDOME_CONFIG", "MAJORDOME_DATA_DIR", "MAJORDOME_CACHE_DIR"}
+_OTHER_VARIABLES = {
+    "MAJORDOME_CONFIG",
+    "MAJORDOME_DATA_DIR",
+    "MAJORDOME_CACHE_DIR",
+    "MAJORDOME_QDRANT_URL",
+    "MAJORDOME_QDRANT_API_KEY",
+    "MAJORDOME_KB_EMBEDDER",
+}
 
 
 def _from_variables(env: Mapping[str, str]) -> dict[str, Any]:
@@ -118,4 +139,3 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"MAJORDOME_CONFIG: cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"MAJORDOME_CONFIG: {path} is not valid TOML: {exc}") from exc
-

@@ -42,6 +42,9 @@ class Request(ValidatedModel):
     max_cost_usd: float | None = Field(default=None, ge=0)
     trace_id: str | None = Field(default=None, min_length=1, max_length=200)
     metadata: dict[str, str] = Field(default_factory=dict)
+    ground: bool | None = None
+    """Ground the answer in the tenant's knowledge base: None = by intent (the configuration's
+    ``grounding_intents``), True = always (an error without a knowledge base), False = never."""
 
     @classmethod
     def parse(cls, data: Request | dict[str, Any]) -> Request:
@@ -60,6 +63,21 @@ class Request(ValidatedModel):
         if messages[-1].role == "assistant":
             raise ValueError("the last message must not be the assistant's: there is nothing to answer")
         return messages
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A knowledge-base chunk quoted into the prompt as ``[marker]``; ``cited`` when the answer's
+    text carries that marker."""
+
+    marker: int
+    document_id: str
+    chunk_id: str
+    index: int
+    title: str | None
+    source: str | None
+    score: float
+    cited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +102,8 @@ class Answer:
     decision: RoutingDecision
     reasoning: str | None = None
     finish_reason: str | None = None
+    citations: tuple[Citation, ...] = ()
+    """The knowledge-base passages the prompt quoted (grounded answers only)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -418,4 +418,3 @@ class ResilientModel(Model):
             self._record(ctx, number, started, None, usage)
             yield StreamChunk(text=tail_text, reasoning=tail_reasoning, finish_reason=finish, usage=usage)
             return
-

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
+import re
 import socket
 import threading
 from collections import deque
@@ -22,11 +24,14 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from majordome.models.base import Model, ModelRequest, ModelResponse, StreamChunk
 from majordome.models.messages import Usage
 from majordome.testing.stub_server import RecordedRequest, StubLLMServer, StubReply
 
 __all__ = [
+    "HashingEmbedder",
     "NetworkBlocked",
     "RecordedRequest",
     "Reply",
@@ -35,6 +40,24 @@ __all__ = [
     "StubReply",
     "block_network",
 ]
+
+
+class HashingEmbedder:
+    """A fast, deterministic stand-in for a sentence embedder, for tests of code that embeds: each
+    lower-cased word is hashed into one of ``dim`` dimensions, so texts sharing words are similar.
+    It satisfies :class:`majordome.knowledge.Embedder`; it understands nothing of meaning."""
+
+    def __init__(self, name: str = "test/word-hash", dim: int = 64) -> None:
+        self.name, self.dim = name, dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        result: np.ndarray = out / np.where(norms == 0, 1.0, norms)
+        return result
 
 
 @dataclass(frozen=True)

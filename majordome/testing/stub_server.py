@@ -51,13 +51,20 @@ class StubReply:
     chunk_delay_s: float = 0.0
 
     @classmethod
-    def ok(cls, text: str = "Hello from the stub.", *, delay_s: float = 0.0, usage: tuple[int, int] | None = (10, 5),
-           chunk_delay_s: float = 0.0) -> StubReply:
+    def ok(
+        cls,
+        text: str = "Hello from the stub.",
+        *,
+        delay_s: float = 0.0,
+        usage: tuple[int, int] | None = (10, 5),
+        chunk_delay_s: float = 0.0,
+    ) -> StubReply:
         return cls("ok", text=text, delay_s=delay_s, usage=usage, chunk_delay_s=chunk_delay_s)
 
     @classmethod
-    def http_error(cls, status: int, message: str = "stub error", *, retry_after: float | None = None,
-                   delay_s: float = 0.0) -> StubReply:
+    def http_error(
+        cls, status: int, message: str = "stub error", *, retry_after: float | None = None, delay_s: float = 0.0
+    ) -> StubReply:
         headers = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None else ()
         return cls("http_error", status=status, headers=headers, error_message=message, delay_s=delay_s)
 
@@ -101,8 +108,9 @@ class _Faults:
 class StubLLMServer:
     """The stub server, run on its own event loop in a daemon thread (``start``/``stop`` or ``with``)."""
 
-    def __init__(self, default: StubReply | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 latency_s: float = 0.0) -> None:
+    def __init__(
+        self, default: StubReply | None = None, *, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0
+    ) -> None:
         self.default = default or StubReply.ok()
         self.host = host
         self.port = port
@@ -249,8 +257,9 @@ class StubLLMServer:
                 await reader.readexactly(2)
         return await reader.readexactly(int(headers.get("content-length", "0")))
 
-    async def _respond(self, writer: asyncio.StreamWriter, method: str, path: str, query: str,
-                       headers: dict[str, str], raw: bytes) -> bool:
+    async def _respond(
+        self, writer: asyncio.StreamWriter, method: str, path: str, query: str, headers: dict[str, str], raw: bytes
+    ) -> bool:
         """Answer one request; False when the connection was dropped on purpose."""
         if method != "POST" or not path.endswith("/chat/completions"):
             await _send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
@@ -299,8 +308,10 @@ class StubLLMServer:
                 await writer.drain()
                 writer.transport.abort()
                 return False
-            await _chunk(writer, _sse(_delta(model, {"role": "assistant", "content": piece} if index == 0
-                                             else {"content": piece})))
+            await _chunk(
+                writer,
+                _sse(_delta(model, {"role": "assistant", "content": piece} if index == 0 else {"content": piece})),
+            )
             if reply.chunk_delay_s:
                 await asyncio.sleep(reply.chunk_delay_s)
         if reply.kind == "cut_stream":
@@ -308,8 +319,9 @@ class StubLLMServer:
             return False
         await _chunk(writer, _sse(_delta(model, {}, finish="stop")))
         if reply.usage is not None:
-            await _chunk(writer, _sse({**_envelope(model, "chat.completion.chunk"), "choices": [],
-                                       "usage": _usage(reply.usage)}))
+            await _chunk(
+                writer, _sse({**_envelope(model, "chat.completion.chunk"), "choices": [], "usage": _usage(reply.usage)})
+            )
         await _chunk(writer, b"data: [DONE]\n\n")
         await _chunk(writer, b"")
         return True
@@ -339,16 +351,27 @@ def _completion(model: str, reply: StubReply) -> dict[str, Any]:
 
 
 def _delta(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {**_envelope(model, "chat.completion.chunk"),
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        **_envelope(model, "chat.completion.chunk"),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
-            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    408: "Request Timeout",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 def _status_line(status: int, content_type: str, extra: Sequence[tuple[str, str]] = ()) -> bytes:
@@ -357,14 +380,16 @@ def _status_line(status: int, content_type: str, extra: Sequence[tuple[str, str]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _send_raw(writer: asyncio.StreamWriter, status: int, data: bytes, content_type: str,
-                    extra: Sequence[tuple[str, str]] = ()) -> None:
+async def _send_raw(
+    writer: asyncio.StreamWriter, status: int, data: bytes, content_type: str, extra: Sequence[tuple[str, str]] = ()
+) -> None:
     writer.write(_status_line(status, content_type, [*extra, ("Content-Length", str(len(data)))]) + data)
     await writer.drain()
 
 
-async def _send(writer: asyncio.StreamWriter, status: int, payload: dict[str, Any],
-                extra: Sequence[tuple[str, str]] = ()) -> None:
+async def _send(
+    writer: asyncio.StreamWriter, status: int, payload: dict[str, Any], extra: Sequence[tuple[str, str]] = ()
+) -> None:
     await _send_raw(writer, status, json.dumps(payload).encode(), "application/json", extra)
 
 
@@ -412,4 +437,3 @@ def default_fault_mix(timeout_delay_s: float) -> list[StubReply]:
 
 if __name__ == "__main__":
     main()
-

@@ -1,39 +1,22 @@
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from majordome._errors import BadRequestError, ConfigurationError
 from majordome.knowledge.base import KnowledgeBase
 from majordome.knowledge.embeddings import SentenceTransformerEmbedder
 from majordome.knowledge.store import SearchFilters, TenantRequired
+from majordome.testing import HashingEmbedder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kb"
 
 
-class WordHashEmbedder:
-    """A test double: bag of lower-cased words hashed into 64 dimensions (similar words, similar vectors)."""
-
-    def __init__(self, name: str = "test/word-hash", dim: int = 64) -> None:
-        self.name, self.dim = name, dim
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                out[row, int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % self.dim] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.where(norms == 0, 1.0, norms)
-
-
 @pytest.fixture
 def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    opened = KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder())
+    opened = KnowledgeBase.open(tmp_path / "kb", embedder=HashingEmbedder())
     yield opened
     opened.close()
 
@@ -105,13 +88,13 @@ def test_errors_for_missing_tenant_and_empty_query(kb: KnowledgeBase) -> None:
 
 
 def test_reopen_keeps_the_data_and_refuses_another_embedder(tmp_path: Path) -> None:
-    with KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder()) as kb:
+    with KnowledgeBase.open(tmp_path / "kb", embedder=HashingEmbedder()) as kb:
         kb.ingest(FIXTURES, tenant="creator_42")
         stored = kb.store.count()
-    with KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder()) as kb:
+    with KnowledgeBase.open(tmp_path / "kb", embedder=HashingEmbedder()) as kb:
         assert kb.store.count() == stored > 0
     with pytest.raises(ConfigurationError, match="test/word-hash"):
-        KnowledgeBase.open(tmp_path / "kb", embedder=WordHashEmbedder("other/model", 32))
+        KnowledgeBase.open(tmp_path / "kb", embedder=HashingEmbedder("other/model", 32))
 
 
 def test_the_real_offline_embedder_end_to_end(tmp_path: Path) -> None:
