@@ -120,10 +120,12 @@ class Majordome:
             self.router.set_quality(load_quality(self.config.quality_model_file))
         self.router.llm = self._llm_classifier(policy)
         self.knowledge = knowledge
+        self._owns_knowledge = False
         if knowledge is None and self.config.knowledge_path is not None:
             from majordome.knowledge.base import KnowledgeBase
 
             self.knowledge = KnowledgeBase.open(self.config.knowledge_path)
+            self._owns_knowledge = True
         self._portal = _Portal()
 
     def _llm_classifier(self, policy: Policy) -> LLMIntentClassifier | None:
@@ -139,11 +141,16 @@ class Majordome:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, providers: Mapping[str, Model] | None = None, **overrides: Any
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        providers: Mapping[str, Model] | None = None,
+        knowledge: KnowledgeBase | None = None,
+        **overrides: Any,
     ) -> Majordome:
         """Configuration from ``MAJORDOME_CONFIG``, the ``MAJORDOME_*`` variables and ``overrides``."""
         env = dict(os.environ) if env is None else dict(env)
-        return cls(MajordomeConfig.from_env(env, **overrides), providers=providers, env=env)
+        return cls(MajordomeConfig.from_env(env, **overrides), providers=providers, env=env, knowledge=knowledge)
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -425,8 +432,11 @@ class Majordome:
             await deployment.model.aclose()
 
     def close(self) -> None:
-        """Close everything the synchronous methods opened, and stop their thread."""
+        """Close everything the synchronous methods opened, and stop their thread (and the
+        knowledge base, when this Majordome opened it from its configuration)."""
         self._portal.close(self.aclose)
+        if self._owns_knowledge and self.knowledge is not None:
+            self.knowledge.close()
 
     async def __aenter__(self) -> Majordome:
         return self

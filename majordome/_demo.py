@@ -7,7 +7,9 @@ resilience part talks HTTP to a stub server on loopback that fails on purpose.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from majordome._client import Majordome
@@ -99,6 +101,41 @@ def _resilience() -> None:
                     print(f"   {event.answer.text}  \033[2m({len(event.answer.attempts)} attempts)\033[0m")
 
 
+def _grounded() -> None:
+    """Ingest the sample knowledge base shipped in the package and answer from it, with citations."""
+    from majordome.knowledge import KnowledgeBase
+
+    _title("Grounded answers (the sample knowledge base shipped with majordome)")
+    sample = Path(__file__).parent / "knowledge" / "sample"
+    with tempfile.TemporaryDirectory() as folder, KnowledgeBase.open(Path(folder) / "kb") as kb:
+        for name, tenant in (("closer_plays.jsonl", "creator_42"), ("playbook.md", "creator_42")):
+            print("   " + kb.ingest(sample / name, tenant=tenant).summary())
+        print("   " + kb.ingest(sample / "shared_rules.md", tenant="shared", kind="EDITING_RULESET").summary())
+        print("\n-- kb.search('a fan wants a custom video', tenant='creator_42')")
+        for hit in kb.search("a fan wants a custom video, how much?", tenant="creator_42", k=3):
+            print(f"   [{hit.citation}] {hit.chunk.text[:90]}…".replace("\n", " / "))
+        print("\n-- the same search for another creator finds only the shared rules")
+        for hit in kb.search("a fan wants a custom video, how much?", tenant="creator_7", k=3):
+            print(f"   [{hit.citation}] {hit.chunk.text[:90]}…".replace("\n", " / "))
+        with Majordome.from_env(knowledge=kb, grounding_k=3) as mj:
+            request = {
+                "messages": [{"role": "user", "content": "A fan asks: do you make custom videos? What do I reply?"}],
+                "tenant": "creator_42",
+                "job_type": "chat.suggest",
+                "max_output_tokens": 80,
+            }
+            try:
+                answer = mj.ask_sync(request)
+            except MajordomeError as error:
+                print(f"   \033[33m{type(error).__name__}\033[0m: {error}")
+                return
+            print(f"\n-- grounded answer from {answer.served_by}:\n   {answer.text.strip()}")
+            for citation in answer.citations:
+                mark = "cited" if citation.cited else "quoted"
+                source = Path(citation.source).name if citation.source else "-"
+                print(f"   [{citation.marker}] {mark}: {citation.document_id}#{citation.index} ({source})")
+
+
 def run() -> None:
     started = time.monotonic()
     print("Le Majordome — a tour on the embedded defaults (no keys, no servers).")
@@ -166,5 +203,6 @@ def run() -> None:
         )
         _ask(mj, "an unknown model", model="gpt-17", messages=[{"role": "user", "content": "hi"}])
         _ask(mj, "no messages", messages=[])
+    _grounded()
     _resilience()
     print(f"\nDone in {time.monotonic() - started:.1f} s.")
