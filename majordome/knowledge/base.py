@@ -44,7 +44,7 @@ from majordome.knowledge.store import (
     check_tenant,
 )
 
-__all__ = ["Hit", "IngestSummary", "KnowledgeBase", "SearchMode", "default_embedder"]
+__all__ = ["Hit", "IngestSummary", "KnowledgeBase", "SearchMode", "default_embedder", "embed_texts"]
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
 PATH_ENV, URL_ENV, KEY_ENV, EMBEDDER_ENV = (
@@ -102,7 +102,10 @@ def default_embedder(name: str | None = None) -> Embedder:
     return SentenceTransformerEmbedder(choice)
 
 
-def _embed(embedder: Embedder, texts: Sequence[str], kind: Literal["query", "passage"]) -> np.ndarray:
+def embed_texts(embedder: Embedder, texts: Sequence[str], kind: Literal["query", "passage"]) -> np.ndarray:
+    """``texts`` embedded as queries or passages: the embedder's own ``embed_queries`` /
+    ``embed_passages`` when it has them, e5 prefixes for a sentence-transformers e5 model, else
+    ``embed``."""
     method: Callable[[Sequence[str]], np.ndarray] | None = getattr(embedder, f"embed_{kind}s", None)
     if method is None and "e5" in embedder.name.lower() and isinstance(embedder, SentenceTransformerEmbedder):
         return embedder.embed([f"{kind}: {t}" for t in texts])
@@ -224,7 +227,7 @@ class KnowledgeBase:
 
     def _store(self, batch: list[tuple[Document, list[Chunk]]], summary: IngestSummary) -> None:
         chunks = [c for _, cs in batch for c in cs]
-        vectors = _embed(self.embedder, [c.embedding_text for c in chunks], "passage") if chunks else None
+        vectors = embed_texts(self.embedder, [c.embedding_text for c in chunks], "passage") if chunks else None
         languages = [c.language for c in chunks]
         sparse = self.encoder.encode_documents([c.embedding_text for c in chunks], languages)
         position = 0
@@ -276,7 +279,7 @@ class KnowledgeBase:
             raise BadRequestError(f"a search needs a non-empty query text, got {query!r}")
         if mode not in ("hybrid", "dense", "sparse"):
             raise ValueError(f"mode must be 'hybrid', 'dense' or 'sparse', got {mode!r}")
-        dense = _embed(self.embedder, [query], "query")[0] if mode != "sparse" else None
+        dense = embed_texts(self.embedder, [query], "query")[0] if mode != "sparse" else None
         sparse = None
         if mode != "dense":
             detected = language or self.encoder.analyzer.language_of(query)
