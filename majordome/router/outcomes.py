@@ -81,9 +81,11 @@ def read_outcomes(path: str | Path) -> list[Outcome]:
     """Outcomes from a long-format CSV or JSONL file; a malformed row is an error naming it."""
     path = Path(path)
     try:
-        text = path.read_text("utf-8")
+        text = path.read_text("utf-8-sig")  # a BOM (spreadsheet exports) is not part of the first column
     except OSError as exc:
         raise ConfigurationError(f"cannot read outcomes {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"outcomes {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     rows: list[Outcome] = []
     if path.suffix in (".jsonl", ".json"):
         for number, line in enumerate(text.splitlines(), start=1):
