@@ -279,7 +279,14 @@ class Majordome:
         if not query:
             return None
         language = features.language if features.language in ("fr", "en") else None
-        hits = await self.knowledge.asearch(query, tenant=req.tenant, k=self.config.grounding_k, language=language)
+        hits = await self.knowledge.asearch(
+            query,
+            tenant=req.tenant,
+            k=self.config.grounding_k,
+            language=language,
+            diversity=self.config.grounding_diversity,
+            boost=self.config.grounding_boost,
+        )
         return build_grounding(hits, budget_tokens=self.config.grounding_budget_tokens)
 
     def _prepared(

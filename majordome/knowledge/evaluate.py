@@ -22,6 +22,7 @@ from pathlib import Path
 
 from majordome._errors import ConfigurationError
 from majordome.knowledge.base import KnowledgeBase, SearchMode, embed_texts
+from majordome.knowledge.chunking import Chunker
 from majordome.knowledge.embeddings import Embedder
 
 __all__ = ["EvalResult", "evaluate_beir", "ndcg_at", "read_qrels", "read_queries", "recall_at"]
@@ -100,10 +101,12 @@ def evaluate_beir(
     store_path: str | Path | None = None,
     max_queries: int | None = None,
     progress: Callable[[str], None] | None = None,
+    chunker: Chunker | None = None,
 ) -> tuple[list[EvalResult], dict[str, float]]:
     """Ingest ``folder``'s corpus into a fresh embedded knowledge base (``store_path``, else a
     temporary folder), search every judged query in each mode, and score. Returns the results
-    and the ingest figures (documents, chunks, seconds, chunks/s)."""
+    and the ingest figures (documents, chunks, seconds, chunks/s). ``chunker`` replaces the
+    default one (e.g. one chunk per document, the setting of BEIR's published figures)."""
     folder = Path(folder)
     say = progress or (lambda _: None)
     qrels = read_qrels(folder / "qrels" / "test.tsv")
@@ -114,7 +117,7 @@ def evaluate_beir(
     if not judged:
         raise ConfigurationError(f"{folder}: no query of queries.jsonl is judged in qrels/test.tsv")
     with tempfile.TemporaryDirectory() as tmp:
-        kb = KnowledgeBase.open(Path(store_path or tmp) / "kb", embedder=embedder)
+        kb = KnowledgeBase.open(Path(store_path or tmp) / "kb", embedder=embedder, chunker=chunker)
         try:
             say(f"ingesting {folder / 'corpus.jsonl'}")
             summary = kb.ingest(folder, tenant=TENANT, progress=progress is not None)

@@ -107,6 +107,7 @@ class Hit:
     chunk_id: str
     score: float
     payload: dict[str, Any]
+    vector: np.ndarray | None = None  # the dense vector, when the search asked for it (MMR)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class _Plan:
     k: int
     candidates: int
     score_threshold: float | None
+    with_vectors: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,6 +163,16 @@ def tenant_filter(tenant: str, filters: SearchFilters | None = None) -> tuple[li
     tenant = check_tenant(tenant)
     tenants = [tenant] if tenant == SHARED else [tenant, SHARED]
     return tenants, (filters or SearchFilters()).items()
+
+
+def _hit(payload: Mapping[str, Any] | None, score: float, vectors: Any) -> Hit:
+    """A store hit from a Qdrant point (either back end): the payload, and the dense vector when
+    it was asked for."""
+    vector = None
+    if isinstance(vectors, Mapping) and vectors.get(DENSE) is not None:
+        vector = np.asarray(vectors[DENSE], dtype=np.float32)
+    data = dict(payload or {})
+    return Hit(str(data["chunk_id"]), float(score), data, vector)
 
 
 def point_id(chunk_id: str) -> str:
@@ -253,11 +265,12 @@ class VectorStore(ABC):
         filters: SearchFilters | None = None,
         score_threshold: float | None = None,
         candidates: int = 100,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """The ``k`` best chunks ``tenant`` may see: dense, sparse, or both fused by reciprocal rank
         (RRF, k = 60) when both vectors are given. ``score_threshold`` drops dense matches below
         that cosine similarity (in hybrid mode, before fusion). ``candidates`` is the depth of each
-        list fused."""
+        list fused. ``with_vectors`` returns each hit's dense vector too."""
         tenants, extra = tenant_filter(tenant, filters)
         if not isinstance(k, int) or k < 1:
             raise BadRequestError(f"k must be a positive integer, got {k!r}")
@@ -276,7 +289,7 @@ class VectorStore(ABC):
         mode: Mode = (
             "hybrid" if vector is not None and sparse is not None else "dense" if vector is not None else "sparse"
         )
-        plan = _Plan(tenants, extra, vector, sparse, k, max(candidates, k), score_threshold)
+        plan = _Plan(tenants, extra, vector, sparse, k, max(candidates, k), score_threshold, with_vectors)
         hits = self._query(plan, mode)
         for hit in hits:  # defence in depth: the filter is in the query; this must never fire
             if hit.payload.get("tenant") not in tenants:
@@ -376,6 +389,7 @@ class EdgeStore(VectorStore):
                 query=edge.Fusion.Rrf(k=60),
                 filter=where,
                 with_payload=True,
+                with_vector=[DENSE] if plan.with_vectors else None,
             )
         else:
             request = edge.QueryRequest(
@@ -386,10 +400,11 @@ class EdgeStore(VectorStore):
                 filter=where,
                 score_threshold=plan.score_threshold if mode == "dense" else None,
                 with_payload=True,
+                with_vector=[DENSE] if plan.with_vectors else None,
             )
         with self._lock:
             points = self._shard.query(request)
-        return [Hit(str((p.payload or {})["chunk_id"]), float(p.score), dict(p.payload or {})) for p in points]
+        return [_hit(p.payload, p.score, p.vector) for p in points]
 
     def _count(self, tenant: str | None) -> int:
         edge = self._edge
@@ -571,6 +586,7 @@ class ClientStore(VectorStore):
                     query_filter=where,
                     limit=plan.k,
                     with_payload=True,
+                    with_vectors=[DENSE] if plan.with_vectors else False,
                 )
             else:
                 result = self._client.query_points(
@@ -581,8 +597,9 @@ class ClientStore(VectorStore):
                     limit=plan.k,
                     score_threshold=plan.score_threshold if mode == "dense" else None,
                     with_payload=True,
+                    with_vectors=[DENSE] if plan.with_vectors else False,
                 )
-        return [Hit(str((p.payload or {})["chunk_id"]), float(p.score), dict(p.payload or {})) for p in result.points]
+        return [_hit(p.payload, p.score, p.vector) for p in result.points]
 
     def _count(self, tenant: str | None) -> int:
         models = self._models

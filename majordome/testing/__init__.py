@@ -20,7 +20,7 @@ import re
 import socket
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +45,13 @@ __all__ = [
 class HashingEmbedder:
     """A fast, deterministic stand-in for a sentence embedder, for tests of code that embeds: each
     lower-cased word is hashed into one of ``dim`` dimensions, so texts sharing words are similar.
-    It satisfies :class:`majordome.knowledge.Embedder`; it understands nothing of meaning."""
+    It satisfies :class:`majordome.knowledge.Embedder`; it understands nothing of meaning.
+    ``languages``: what it claims to be meant for (None: every language), to test the knowledge
+    base's handling of single-language embedders."""
 
-    def __init__(self, name: str = "test/word-hash", dim: int = 64) -> None:
+    def __init__(self, name: str = "test/word-hash", dim: int = 64, *, languages: Iterable[str] | None = None) -> None:
         self.name, self.dim = name, dim
+        self.languages = frozenset(languages) if languages is not None else None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

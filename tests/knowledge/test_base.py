@@ -102,3 +102,67 @@ def test_the_real_offline_embedder_end_to_end(tmp_path: Path) -> None:
         kb.ingest(PLAYS, tenant="creator_1", kind="CHAT_CLOSER_PLAY")
         hit = kb.search("how much for a personalised clip?", tenant="creator_1", k=1, mode="dense")[0]
         assert hit.chunk.document_id == "p1" and hit.citation == "p1#0"
+
+
+def test_hybrid_runs_bm25_alone_when_the_embedder_does_not_cover_the_language(tmp_path: Path) -> None:
+    corpus = [
+        {"id": "fr", "text": "Les abonnés préfèrent les lives du dimanche soir, avec une remise pour les fidèles."},
+        {"id": "en", "text": "Fans like Sunday evening live streams with a discount for loyal subscribers."},
+    ]
+    with KnowledgeBase.open(tmp_path / "kb", embedder=HashingEmbedder(languages=["en"])) as kb:
+        kb.ingest(corpus, tenant="creator_1")
+        french = kb.search("quand les abonnés préfèrent-ils les lives ?", tenant="creator_1", k=2)
+        assert {h.mode for h in french} == {"sparse"} and french[0].chunk.document_id == "fr"
+        english = kb.search("when do fans like live streams?", tenant="creator_1", k=2)
+        assert {h.mode for h in english} == {"hybrid"}
+        forced = kb.search("quand les abonnés préfèrent-ils les lives ?", tenant="creator_1", k=2, mode="dense")
+        assert {h.mode for h in forced} == {"dense"}  # an explicit mode is obeyed
+        assert kb.covers("en") and not kb.covers("fr") and kb.covers(None)
+    with KnowledgeBase.open(tmp_path / "kb2", embedder=HashingEmbedder()) as kb:
+        kb.ingest(corpus, tenant="creator_1")
+        assert {h.mode for h in kb.search("quand les abonnés préfèrent-ils les lives ?", tenant="creator_1")} == {
+            "hybrid"
+        }
+
+
+def test_the_default_embedder_declares_english_only() -> None:
+    pytest.importorskip("sentence_transformers")
+    assert SentenceTransformerEmbedder().languages == frozenset({"en"})
+    assert SentenceTransformerEmbedder("some/multilingual-model").languages is None
+
+
+def test_performance_boost_lifts_the_play_that_converted(kb: KnowledgeBase) -> None:
+    plays = [
+        {"id": "plain", "text": "Custom video offer: twenty five dollars, delivered in two days."},
+        {
+            "id": "winner",
+            "text": "Custom video offer: twenty five dollars, delivered in three days.",
+            "performance": {"conversions": 40, "revenue": 1000.0},
+        },
+        {"id": "other", "text": "Weekly schedule for posting stories."},
+    ]
+    kb.ingest(plays, tenant="creator_1", kind="CHAT_CLOSER_PLAY")
+    query = "custom video offer delivered in two days"
+    assert kb.search(query, tenant="creator_1", k=1)[0].chunk.document_id == "plain"
+    boosted = kb.search(query, tenant="creator_1", k=3, boost=1.0)
+    assert boosted[0].chunk.document_id == "winner"
+    assert boosted[0].chunk.performance is not None and boosted[0].chunk.performance.conversions == 40
+    assert {h.chunk.document_id for h in boosted} == {"plain", "winner", "other"}
+    with pytest.raises(BadRequestError, match="boost"):
+        kb.search(query, tenant="creator_1", boost=-1)
+
+
+def test_diversity_replaces_a_near_duplicate(kb: KnowledgeBase) -> None:
+    corpus = [
+        {"id": "a", "text": "Discount codes for loyal fans: ten percent off bundles this weekend."},
+        {"id": "a-copy", "text": "Discount codes for loyal fans: ten percent off bundles this weekend!"},
+        {"id": "b", "text": "Discount etiquette: never offer codes to new fans in the first message."},
+    ]
+    kb.ingest(corpus, tenant="creator_1")
+    query = "discount codes for loyal fans"
+    plain = [h.chunk.document_id for h in kb.search(query, tenant="creator_1", k=2)]
+    assert set(plain) == {"a", "a-copy"}
+    diverse = [h.chunk.document_id for h in kb.search(query, tenant="creator_1", k=2, diversity=0.7)]
+    assert diverse[0] in {"a", "a-copy"} and diverse[1] == "b"
+    with pytest.raises(BadRequestError, match="diversity"):
+        kb.search(query, tenant="creator_1", diversity=2.0)

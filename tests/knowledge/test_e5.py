@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from majordome._errors import ConfigurationError
-from majordome.knowledge.e5 import E5_NAME, E5Embedder, _omp_environment
-from majordome.knowledge.embeddings import Embedder
+from majordome.knowledge.e5 import E5_NAME, E5Embedder
+from majordome.knowledge.embeddings import Embedder, omp_environment
 
 PASSAGES = [
     "Paris est la capitale de la France et sa ville la plus peuplée.",
@@ -46,14 +46,14 @@ def test_bad_settings_are_refused() -> None:
 def test_the_wait_policy_is_set_only_while_the_engine_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    with _omp_environment("passive"):
+    with omp_environment("passive"):
         assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     assert "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.setenv("OMP_WAIT_POLICY", "active")  # the operator's choice wins
-    with _omp_environment("passive"):
+    with omp_environment("passive"):
         assert os.environ["OMP_WAIT_POLICY"] == "active"
     assert os.environ["OMP_WAIT_POLICY"] == "active"
-    with _omp_environment(None):
+    with omp_environment(None):
         assert os.environ["OMP_WAIT_POLICY"] == "active"
 
 

@@ -70,6 +70,15 @@ def test_dense_sparse_and_hybrid_see_own_and_shared_only(store: VectorStore) -> 
     assert [h.chunk_id for h in store.search(SHARED, dense=QUERY, k=10)] == ["shared-1"]
 
 
+def test_hits_carry_their_dense_vector_only_when_asked(store: VectorStore) -> None:
+    seed(store)
+    for dense, sparse in ((QUERY, None), (None, SparseVector([1, 2], [1.0, 1.0])), (QUERY, SparseVector([1], [1.0]))):
+        hits = store.search("alice", dense=dense, sparse=sparse, k=10, with_vectors=True)
+        by_id = {h.chunk_id: h.vector for h in hits}
+        assert by_id["alice-1"] is not None and np.allclose(by_id["alice-1"], [1, 0, 0, 0])
+        assert all(h.vector is None for h in store.search("alice", dense=dense, sparse=sparse, k=10))
+
+
 def test_filters_narrow_and_threshold_drops_weak_matches(store: VectorStore) -> None:
     seed(store)
     kinds = store.search("alice", dense=QUERY, k=10, filters=SearchFilters(kind=["VIRAL_STRUCTURE"]))
