@@ -75,7 +75,7 @@ class QualityModel(ABC):
     """Predicts Q(model | request) in [0, 1] for a batch of requests and a list of models."""
 
     kind: ClassVar[str]
-    needs_embedding: ClassVar[bool] = False
+    needs_embedding: bool = False
 
     @abstractmethod
     def predict(self, inputs: QualityInputs, models: Sequence[str]) -> np.ndarray:

@@ -355,10 +355,14 @@ class Router:
         max_cost_usd: float | None = None,
         lambda_usd: float | None = None,
         quality: Sequence[float] | None = None,
+        explore: bool = False,
     ) -> RoutingDecision:
         """Rank the eligible models by utility. ``pinned`` skips the ranking (that model or a
         typed error). ``quality`` (one value per spec, in order) replaces the quality model's
-        prediction, for batch evaluation."""
+        prediction, for batch evaluation. ``explore``: when the quality model can sample its
+        posterior (the online learner), choose by a sampled quality instead (Thompson sampling);
+        the decision is flagged ``explored`` when that changed the choice. The caller decides
+        which requests may explore (share of traffic, sensitive intents, budget)."""
         policy = self._policy
         lam, mu = policy.weights(tenant, features.tier)
         if lambda_usd is not None:
@@ -433,6 +437,17 @@ class Router:
         if not late_note:
             scored.sort(key=lambda c: c.utility, reverse=True)
         chosen = scored[0]
+        explored = False
+        sampler = getattr(self._quality, "sample", None)
+        can_read = not self._quality.needs_embedding or features.embed is not None
+        if explore and pinned is None and not late_note and len(scored) > 1 and sampler is not None and can_read:
+            drawn = sampler(self.inputs([features]), [c.model for c in scored])[0]
+            utilities = [float(q) - lam * c.cost_usd - mu * c.latency_s for q, c in zip(drawn, scored, strict=True)]
+            pick = scored[max(range(len(scored)), key=utilities.__getitem__)]
+            if pick.model != chosen.model:
+                scored.remove(pick)
+                scored.insert(0, pick)
+                chosen, explored = pick, True
         chain = (
             (chosen.model, *[c.model for c in scored[1 : 1 + policy.max_fallbacks]]) if pinned is None else (pinned,)
         )
@@ -449,6 +464,7 @@ class Router:
             intent_source=features.intent_source,
             language=features.language,
             quality_model=self._quality.kind,
+            explored=explored,
         )
 
     def _predict(self, features: RequestFeatures, models: Sequence[str]) -> list[float]:
