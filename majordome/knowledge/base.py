@@ -110,7 +110,8 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], kind: Literal["query",
     """``texts`` embedded as queries or passages: the embedder's own ``embed_queries`` /
     ``embed_passages`` when it has them, e5 prefixes for a sentence-transformers e5 model, else
     ``embed``."""
-    method: Callable[[Sequence[str]], np.ndarray] | None = getattr(embedder, f"embed_{kind}s", None)
+    name = "embed_queries" if kind == "query" else "embed_passages"
+    method: Callable[[Sequence[str]], np.ndarray] | None = getattr(embedder, name, None)
     if method is None and "e5" in embedder.name.lower() and isinstance(embedder, SentenceTransformerEmbedder):
         return embedder.embed([f"{kind}: {t}" for t in texts])
     return (method or embedder.embed)(texts)

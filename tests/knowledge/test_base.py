@@ -166,3 +166,25 @@ def test_diversity_replaces_a_near_duplicate(kb: KnowledgeBase) -> None:
     assert diverse[0] in {"a", "a-copy"} and diverse[1] == "b"
     with pytest.raises(BadRequestError, match="diversity"):
         kb.search(query, tenant="creator_1", diversity=2.0)
+
+
+def test_embed_texts_uses_the_query_and_passage_halves_of_an_asymmetric_embedder() -> None:
+    from majordome.knowledge.base import embed_texts
+
+    class Asymmetric(HashingEmbedder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def embed_queries(self, texts: list[str]) -> object:
+            self.calls.append("query")
+            return self.embed(texts)
+
+        def embed_passages(self, texts: list[str]) -> object:
+            self.calls.append("passage")
+            return self.embed(texts)
+
+    embedder = Asymmetric()
+    embed_texts(embedder, ["q"], "query")
+    embed_texts(embedder, ["p"], "passage")
+    assert embedder.calls == ["query", "passage"]
