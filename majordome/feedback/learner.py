@@ -4,7 +4,8 @@
 posterior" of the architecture). For each model it keeps a Bayesian linear regression of the
 *residual* — observed reward minus what the base model (the prior table, or an offline-trained
 model) predicted at decision time — on a small context: a bias, the intent probabilities, the
-language and the log prompt length (16 numbers). Its prediction is the base's plus the posterior
+language, the log prompt length, and a fixed projection of the prompt's embedding when there is
+one (32 numbers). Its prediction is the base's plus the posterior
 mean residual, so with no feedback it *is* the base model (the warm start), and every reward
 moves it: a model that keeps failing for an intent sees its quality there fall and loses its
 share.
@@ -41,19 +42,45 @@ from majordome.router.quality import LANGUAGES, QualityInputs, QualityModel
 
 __all__ = ["CONTEXT_DIM", "BanditQuality", "LearnerVersion", "StateBackend", "context_of"]
 
-CONTEXT_DIM = 1 + len(INTENTS) + len(LANGUAGES) + 1
+PROJECTION_DIM = 16
+CONTEXT_DIM = 1 + len(INTENTS) + len(LANGUAGES) + 1 + PROJECTION_DIM
 _STATE_FORMAT = 1
+_PROJECTION_SEED = 20261204
 # Prior precision per coordinate, times ``ridge``: the bias, the language and the length are
 # shrunk harder than the intents, so that a residual learnt on one intent is mostly put on that
 # intent (quality differs by intent first: the prior table is per intent) and moves the others
 # only a little, through the shared coordinates.
-_PRECISION = np.array([10.0] + [1.0] * len(INTENTS) + [4.0] * len(LANGUAGES) + [10.0])
+_PRECISION = np.array([10.0] + [1.0] * len(INTENTS) + [4.0] * len(LANGUAGES) + [10.0] + [4.0] * PROJECTION_DIM)
+_projections: dict[int, np.ndarray] = {}
+
+
+def _projection(dim: int) -> np.ndarray:
+    """A fixed random projection of ``dim``-dimensional embeddings to PROJECTION_DIM (the same in
+    every process: seeded by the dimension), scaled so a unit vector maps to about unit length."""
+    matrix = _projections.get(dim)
+    if matrix is None:
+        rng = np.random.default_rng(_PROJECTION_SEED + dim)
+        matrix = _projections[dim] = rng.normal(0.0, 1.0 / np.sqrt(PROJECTION_DIM), (dim, PROJECTION_DIM))
+    return matrix
 
 
 def context_of(inputs: QualityInputs) -> np.ndarray:
-    """``(n, CONTEXT_DIM)``: bias, intent probabilities, language one-hot, log tokens / 10."""
+    """``(n, CONTEXT_DIM)``: bias, intent probabilities, language one-hot, log tokens / 10, and a
+    fixed projection of the prompt's embedding (zeros when the request has none), which lets
+    the learner tell prompts of one intent apart."""
+    projected = (
+        inputs.embeddings @ _projection(inputs.embeddings.shape[1])
+        if inputs.embeddings is not None
+        else np.zeros((inputs.rows, PROJECTION_DIM))
+    )
     return np.hstack(
-        [np.ones((inputs.rows, 1)), inputs.intent_probs, inputs.languages, (inputs.log_tokens / 10.0)[:, None]]
+        [
+            np.ones((inputs.rows, 1)),
+            inputs.intent_probs,
+            inputs.languages,
+            (inputs.log_tokens / 10.0)[:, None],
+            projected,
+        ]
     )
 
 
@@ -81,6 +108,7 @@ class BanditQuality(QualityModel):
     """Base quality + a per-model Bayesian linear residual (see the module's docstring)."""
 
     kind = "bandit"
+    reads_embedding = True
 
     def __init__(
         self,
@@ -88,7 +116,7 @@ class BanditQuality(QualityModel):
         models: Sequence[str],
         *,
         ridge: float = 1.0,
-        noise: float = 0.25,
+        noise: float = 0.5,
         seed: int | None = None,
     ) -> None:
         if ridge <= 0 or noise <= 0:
@@ -109,6 +137,7 @@ class BanditQuality(QualityModel):
         self._delta_b = {m: np.zeros(d) for m in self.models}
         self._delta_n = dict.fromkeys(self.models, 0.0)
         self._theta: dict[str, np.ndarray] = {}  # posterior means, recomputed after updates
+        self._chol: dict[str, np.ndarray] = {}  # Cholesky factors of A⁻¹, for sampling
 
     # -- prediction ----------------------------------------------------------------------------
 
@@ -119,7 +148,7 @@ class BanditQuality(QualityModel):
         return theta
 
     def predict(self, inputs: QualityInputs, models: Sequence[str]) -> np.ndarray:
-        base = self.base.predict(inputs, models)
+        base = np.array(self.base.predict(inputs, models), dtype=np.float64)
         x = context_of(inputs)
         with self._lock:
             for k, model in enumerate(models):
@@ -131,15 +160,18 @@ class BanditQuality(QualityModel):
 
     def sample(self, inputs: QualityInputs, models: Sequence[str]) -> np.ndarray:
         """Quality with each model's residual weights drawn from the posterior (Thompson)."""
-        base = self.base.predict(inputs, models)
+        base = np.array(self.base.predict(inputs, models), dtype=np.float64)
         x = context_of(inputs)
         with self._lock:
             for k, model in enumerate(models):
                 theta = self._mean(model)
                 if theta is None:
                     continue
-                cov = np.linalg.inv(self._a[model]) * self.noise**2
-                draw = self._rng.multivariate_normal(theta, (cov + cov.T) / 2, method="cholesky")
+                chol = self._chol.get(model)
+                if chol is None:
+                    inverse = np.linalg.inv(self._a[model])
+                    chol = self._chol[model] = np.linalg.cholesky((inverse + inverse.T) / 2)
+                draw = theta + self.noise * (chol @ self._rng.standard_normal(CONTEXT_DIM))
                 base[:, k] += x @ draw
         result: np.ndarray = np.clip(base, 0.0, 1.0)
         return result
@@ -172,6 +204,7 @@ class BanditQuality(QualityModel):
             self._delta_b[model] += weight * residual * x
             self._delta_n[model] += weight
             self._theta.pop(model, None)
+            self._chol.pop(model, None)
 
     def _add_model(self, model: str) -> None:
         d = CONTEXT_DIM
@@ -238,6 +271,7 @@ class BanditQuality(QualityModel):
                 self._b[model] = b + self._delta_b[model]
                 self._n[model] = n + self._delta_n[model]
             self._theta.clear()
+            self._chol.clear()
             self.version = version.version
 
     def sync(self, backend: StateBackend, *, note: str = "sync", attempts: int = 20) -> int:
