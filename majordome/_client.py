@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from majordome._config import MajordomeConfig
-from majordome._errors import BadRequestError, CapabilityError, ConfigurationError, MajordomeError
+from majordome._errors import BadRequestError, BudgetExceeded, CapabilityError, ConfigurationError, MajordomeError
 from majordome._logging import get_logger
 from majordome._types import Answer, Citation, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
 from majordome.knowledge.grounding import Grounding, mark_cited
@@ -31,6 +31,8 @@ from majordome.router.quality import load_quality
 from majordome.router.router import Router
 
 if TYPE_CHECKING:
+    from majordome.feedback.budgets import BudgetLedger, BudgetStatus, Reservation
+    from majordome.feedback.loop import FeedbackLoop, FeedbackResult
     from majordome.knowledge.base import KnowledgeBase
 
 __all__ = ["Majordome", "ModelInfo"]
@@ -65,6 +67,7 @@ class _Prepared:
     model_request: ModelRequest
     started: float
     citations: tuple[Citation, ...] = ()
+    reservation: Reservation | None = None
 
 
 def _with_system_text(messages: Sequence[Message], text: str) -> list[Message]:
@@ -96,6 +99,8 @@ class Majordome:
         env: Mapping[str, str] | None = None,
         router: Router | None = None,
         knowledge: KnowledgeBase | None = None,
+        feedback: FeedbackLoop | None = None,
+        budgets: BudgetLedger | None = None,
     ) -> None:
         env = dict(os.environ) if env is None else dict(env)
         self.config = config or MajordomeConfig()
@@ -126,7 +131,39 @@ class Majordome:
 
             self.knowledge = KnowledgeBase.open(self.config.knowledge_path)
             self._owns_knowledge = True
+        self.budgets = budgets if budgets is not None else self._budgets_from_config()
+        self._owns_budgets = budgets is None and self.budgets is not None
+        if self.config.budget_free_model is not None:
+            self.catalogue.resolve(self.config.budget_free_model)  # an unknown id is a configuration error now
+        self.feedback_loop = feedback
+        self._owns_feedback = False
+        if feedback is None and self.config.feedback_store is not None:
+            from majordome.feedback.loop import FeedbackLoop
+
+            self.feedback_loop = FeedbackLoop.open(
+                self.config.feedback_store,
+                learner=self.config.learn_from_feedback,
+                explore_share=self.config.explore_share,
+                sensitive_intents=self.config.sensitive_intents,
+                record_prompts=self.config.record_prompts,
+            )
+            self._owns_feedback = True
+        if self.feedback_loop is not None:
+            self.feedback_loop.attach(self.router, list(self._specs))
         self._portal = _Portal()
+
+    def _budgets_from_config(self) -> BudgetLedger | None:
+        config = self.config
+        if config.budget_daily_usd is None and config.budget_monthly_usd is None and not config.budgets:
+            return None
+        from majordome.feedback.budgets import BudgetCaps, InProcessBudgets, RedisBudgets
+        from majordome.feedback.loop import caps_from_mapping
+
+        caps = caps_from_mapping(config.budgets)
+        default = BudgetCaps(daily_usd=config.budget_daily_usd, monthly_usd=config.budget_monthly_usd)
+        if config.redis_url:
+            return RedisBudgets(config.redis_url, caps=caps, default=default)
+        return InProcessBudgets(caps=caps, default=default)
 
     def _llm_classifier(self, policy: Policy) -> LLMIntentClassifier | None:
         """Phi-4-mini as the second opinion on unsure intents: on when the policy says so, or by
@@ -146,11 +183,20 @@ class Majordome:
         *,
         providers: Mapping[str, Model] | None = None,
         knowledge: KnowledgeBase | None = None,
+        feedback: FeedbackLoop | None = None,
+        budgets: BudgetLedger | None = None,
         **overrides: Any,
     ) -> Majordome:
         """Configuration from ``MAJORDOME_CONFIG``, the ``MAJORDOME_*`` variables and ``overrides``."""
         env = dict(os.environ) if env is None else dict(env)
-        return cls(MajordomeConfig.from_env(env, **overrides), providers=providers, env=env, knowledge=knowledge)
+        return cls(
+            MajordomeConfig.from_env(env, **overrides),
+            providers=providers,
+            env=env,
+            knowledge=knowledge,
+            feedback=feedback,
+            budgets=budgets,
+        )
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -205,8 +251,29 @@ class Majordome:
             json_mode=req.json_mode,
         )
 
-    def _decide(self, req: Request, features: RequestFeatures, deadline: float) -> RoutingDecision:
-        pinned = self.catalogue.resolve(req.model).id if req.model else None
+    def _decide(
+        self,
+        req: Request,
+        features: RequestFeatures,
+        deadline: float,
+        *,
+        status: BudgetStatus | None = None,
+        explore: bool = False,
+        pinned_model: str | None = None,
+    ) -> RoutingDecision:
+        pinned = pinned_model or (self.catalogue.resolve(req.model).id if req.model else None)
+        max_cost = req.max_cost_usd
+        lambda_usd = None
+        if status is not None and pinned_model is None:
+            from majordome.feedback.loop import budget_pressure
+
+            remaining = status.remaining_usd
+            if remaining is not None:
+                max_cost = remaining if max_cost is None else min(max_cost, remaining)
+            pressure = budget_pressure(status)
+            if pressure > 1.0:
+                lam, _ = self.router.policy.weights(req.tenant, features.tier)
+                lambda_usd = lam * pressure
         open_circuits = frozenset(m for m, d in self._deployments.items() if d.model.breaker.state == "open")
         try:
             return self.router.decide(
@@ -218,7 +285,9 @@ class Majordome:
                 pinned=pinned,
                 open_circuits=open_circuits,
                 time_left_s=deadline - time.monotonic(),
-                max_cost_usd=req.max_cost_usd,
+                max_cost_usd=max_cost,
+                lambda_usd=lambda_usd,
+                explore=explore,
             )
         except CapabilityError as error:
             substituted = [d for d in self._deployments.values() if d.substituted]
@@ -255,8 +324,14 @@ class Majordome:
         grounding = await self._ground(req, features)
         if grounding is not None:  # the context-window check counts the quoted passages
             features = dataclasses.replace(features, retrieved_tokens=grounding.tokens)
-        decision = self._decide(req, features, started + deadline_s)
+        status = await self.budgets.status(req.tenant) if self.budgets is not None else None
+        loop = self.feedback_loop
+        explore = loop.may_explore(features.intent, status) if loop is not None else False
+        decision, reservation = await self._decide_within_budget(req, features, started + deadline_s, status, explore)
         prepared = self._prepared(req, features, decision, started, deadline_s)
+        prepared.reservation = reservation
+        if loop is not None and loop.learner is not None:
+            self._remember(loop, prepared)
         if grounding is not None:
             prepared.model_request = dataclasses.replace(
                 prepared.model_request, messages=_with_system_text(req.messages, grounding.text)
@@ -288,6 +363,46 @@ class Majordome:
             boost=self.config.grounding_boost,
         )
         return build_grounding(hits, budget_tokens=self.config.grounding_budget_tokens)
+
+    async def _decide_within_budget(
+        self,
+        req: Request,
+        features: RequestFeatures,
+        deadline: float,
+        status: BudgetStatus | None,
+        explore: bool,
+    ) -> tuple[RoutingDecision, Reservation | None]:
+        """The decision, and the reservation of its expected cost on the tenant's budget. A
+        budget that cannot pay is served by ``budget_free_model`` when one is configured."""
+        budgets = self.budgets
+        free = self.config.budget_free_model
+        free_id = self.catalogue.resolve(free).id if free is not None else None
+        try:
+            if status is not None and status.remaining_usd is not None and status.remaining_usd <= 0:
+                raise BudgetExceeded(
+                    f"tenant {req.tenant!r} has spent its budget", tenant=req.tenant, remaining_usd=status.remaining_usd
+                )
+            decision = self._decide(req, features, deadline, status=status, explore=explore)
+            if budgets is None:
+                return decision, None
+            expected = next((c.cost_usd for c in decision.candidates if c.model == decision.chosen), 0.0)
+            return decision, await budgets.reserve(req.tenant, expected)
+        except BudgetExceeded:
+            if free_id is None or free_id not in self._specs:
+                raise
+            decision = self._decide(req, features, deadline, pinned_model=free_id)
+            return decision, None
+
+    def _remember(self, loop: FeedbackLoop, p: _Prepared) -> None:
+        """What feedback on this answer will need: the learner's context and the base quality."""
+        from majordome.feedback.learner import context_of
+
+        learner = loop.learner
+        assert learner is not None
+        inputs = self.router.inputs([p.features])
+        context = [float(v) for v in context_of(inputs)[0]]
+        base = float(learner.base.predict(inputs, [p.decision.chosen])[0, 0])
+        loop.remember(p.context.trace_id, p.request.tenant, p.decision.chosen, context, base)
 
     def _prepared(
         self, req: Request, features: RequestFeatures, decision: RoutingDecision, started: float, deadline_s: float
@@ -325,6 +440,8 @@ class Majordome:
             finish_reason=response.finish_reason,
             citations=mark_cited(p.citations, response.text) if p.citations else (),
         )
+        if self.feedback_loop is not None:
+            self._record(p, answer, None)
         if _log.isEnabledFor(20):
             _log.info(
                 "request.done",
@@ -353,7 +470,67 @@ class Majordome:
             return {}
         return {"messages": [m.model_dump() for m in req.messages], "answer_text": text}
 
+    def _record(self, p: _Prepared, answer: Answer | None, error: MajordomeError | None) -> None:
+        """Queue the decision and the call for the feedback store (never blocks on I/O; a
+        recording problem is logged, never raised into the request)."""
+        from majordome.feedback.events import CallEvent, DecisionEvent
+
+        loop = self.feedback_loop
+        assert loop is not None
+        try:
+            features: dict[str, Any] = {"prompt_tokens_bound": p.features.prompt_tokens_bound}
+            recent = loop.recent(p.context.trace_id)
+            if recent is not None and recent.context is not None:
+                features["context"] = recent.context
+                features["base_quality"] = recent.base_quality
+            if loop.record_prompts and answer is not None:
+                features["answer"] = answer.text
+            decision = DecisionEvent.from_decision(
+                p.decision,
+                trace_id=p.context.trace_id,
+                tenant=p.request.tenant,
+                features=features,
+                prompt=p.features.text if loop.record_prompts else None,
+            )
+            if answer is not None:
+                call = CallEvent.from_answer(answer, tenant=p.request.tenant, job_type=p.request.job_type)
+            else:
+                attempts = p.context.attempts
+                call = CallEvent(
+                    trace_id=p.context.trace_id,
+                    tenant=p.request.tenant,
+                    model=attempts[-1].model if attempts else p.decision.chosen,
+                    job_type=p.request.job_type,
+                    intent=p.decision.intent,
+                    deployment=attempts[-1].deployment if attempts else None,
+                    attempts=len(attempts),
+                    cost_usd=sum(a.cost_usd for a in attempts),
+                    latency_s=time.monotonic() - p.started,
+                    status="error",
+                    error_class=type(error).__name__ if error is not None else None,
+                )
+            loop.record(decision, call, answer.text if answer is not None else None)
+        except Exception as exc:  # noqa: BLE001 - the answer must not fail because its record did
+            _log.warning(
+                "feedback.record_failed", trace_id=p.context.trace_id, error=type(exc).__name__, detail=str(exc)
+            )
+
+    async def _settle(self, p: _Prepared, cost_usd: float | None) -> None:
+        """Settle the request's reservation with what it cost (failed attempts included)."""
+        if self.budgets is None or p.reservation is None:
+            return
+        spent = cost_usd if cost_usd is not None else sum(a.cost_usd for a in p.context.attempts)
+        try:
+            if spent > 0 or cost_usd is not None:
+                await self.budgets.settle(p.reservation, spent)
+            else:
+                await self.budgets.release(p.reservation)
+        except MajordomeError as exc:  # the reservation expires on its own; the answer stands
+            _log.warning("budget.settle_failed", trace_id=p.context.trace_id, error=type(exc).__name__)
+
     def _failed(self, p: _Prepared, error: MajordomeError) -> None:
+        if self.feedback_loop is not None:
+            self._record(p, None, error)
         if _log.isEnabledFor(30):
             _log.warning(
                 "request.failed",
@@ -375,11 +552,17 @@ class Majordome:
             response = await p.chain.complete(p.model_request)
         except MajordomeError as error:
             self._failed(p, error)
+            await self._settle(p, None)
             # A request refused at once (every circuit open) never suspended: let the loop run, so
             # a worker retrying in a tight loop cannot starve the calls that would close them.
             await asyncio.sleep(0)
             raise
-        return self._answer(p, response)
+        except BaseException:
+            await self._settle(p, None)
+            raise
+        answer = self._answer(p, response)
+        await self._settle(p, answer.cost_usd)
+        return answer
 
     async def stream(self, request: Request | dict[str, Any]) -> AsyncIterator[StreamEvent]:
         """Like :meth:`ask`, as :class:`TextDelta`/:class:`ReasoningDelta` events, then one
@@ -405,9 +588,13 @@ class Majordome:
                 await aclose_stream(chunks)
         except MajordomeError as error:
             self._failed(p, error)
+            await self._settle(p, None)
             # A request refused at once (every circuit open) never suspended: let the loop run, so
             # a worker retrying in a tight loop cannot starve the calls that would close them.
             await asyncio.sleep(0)
+            raise
+        except BaseException:  # the reader stopped early (GeneratorExit) or was cancelled
+            await self._settle(p, None)
             raise
         last = p.context.attempts[-1]
         response = ModelResponse(
@@ -419,7 +606,44 @@ class Majordome:
             model=last.model,
             cost_usd=last.cost_usd,
         )
-        yield Completed(self._answer(p, response))
+        answer = self._answer(p, response)
+        await self._settle(p, answer.cost_usd)
+        yield Completed(answer)
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def feedback(
+        self,
+        trace_id: str,
+        kind: str,
+        value: float | bool | str,
+        *,
+        draft: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FeedbackResult:
+        """Feedback on the answer of ``trace_id``: ``rating`` (1-5), ``thumbs`` (up/down),
+        ``edit`` (the text actually sent), ``conversion`` (the fan replied or bought), ``revenue``
+        (USD). Stored once per ``idempotency_key`` (default: trace, kind and value), mapped to a
+        reward and learnt from. Unknown trace → :class:`~majordome.feedback.loop.UnknownTrace`."""
+        if self.feedback_loop is None:
+            raise ConfigurationError("this Majordome records no feedback: set feedback_store (or pass feedback=)")
+        return self.feedback_loop.record_feedback(
+            trace_id, kind, value, draft=draft, idempotency_key=idempotency_key
+        )
+
+    async def afeedback(
+        self,
+        trace_id: str,
+        kind: str,
+        value: float | bool | str,
+        *,
+        draft: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FeedbackResult:
+        """:meth:`feedback` from async code (the store work runs in a worker thread)."""
+        return await asyncio.to_thread(
+            lambda: self.feedback(trace_id, kind, value, draft=draft, idempotency_key=idempotency_key)
+        )
 
     # -- synchronous callers -----------------------------------------------------------------
 
@@ -437,6 +661,8 @@ class Majordome:
         """Close the connections opened on the current event loop."""
         for deployment in self._deployments.values():
             await deployment.model.aclose()
+        if self._owns_budgets and self.budgets is not None:
+            await self.budgets.close()
 
     def close(self) -> None:
         """Close everything the synchronous methods opened, and stop their thread (and the
@@ -444,6 +670,10 @@ class Majordome:
         self._portal.close(self.aclose)
         if self._owns_knowledge and self.knowledge is not None:
             self.knowledge.close()
+        if self._owns_feedback and self.feedback_loop is not None:
+            self.feedback_loop.close()
+        elif self.feedback_loop is not None:
+            self.feedback_loop.writer.flush_sync(timeout=30.0)
 
     async def __aenter__(self) -> Majordome:
         return self

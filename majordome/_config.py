@@ -71,6 +71,26 @@ class MajordomeConfig(BaseModel):
     """MMR diversity of the grounding chunks (0: by relevance alone)."""
     grounding_boost: float = Field(default=0.0, ge=0.0)
     """Weight of the performance boost (conversions, revenue, score) on grounding chunks; 0 = off."""
+    feedback_store: str | None = None
+    """Where decisions, calls, costs and feedback are recorded: an SQLite file path or a
+    PostgreSQL DSN; or pass ``feedback=`` in code. None: nothing is recorded."""
+    redis_url: str | None = None
+    """Budgets shared by every worker (Redis); in-process budgets without it."""
+    budget_daily_usd: float | None = Field(default=None, ge=0)
+    budget_monthly_usd: float | None = Field(default=None, ge=0)
+    """Default caps per tenant (USD); ``budgets`` sets them per tenant."""
+    budgets: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Per-tenant caps: ``{tenant: {daily_usd: …, monthly_usd: …}}``."""
+    budget_free_model: str | None = None
+    """A catalogue model that costs nothing here (a self-hosted one): served when a tenant's
+    budget is spent, instead of refusing with BudgetExceeded."""
+    learn_from_feedback: bool = True
+    explore_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Largest share of requests routed by a posterior sample (exploration) rather than the mean."""
+    sensitive_intents: tuple[str, ...] = ()
+    """Intents never explored."""
+    record_prompts: bool = True
+    """Keep prompts and answers in the feedback store (the outcome export and edit feedback need them)."""
 
     def deadline_for(self, job_type: str | None) -> float:
         if job_type is None:
@@ -111,6 +131,11 @@ ENV_FIELDS: dict[str, str] = {
     "MAJORDOME_MAX_CONNECTIONS": "max_connections",
     "MAJORDOME_LOG_MESSAGE_BODIES": "log_message_bodies",
     "MAJORDOME_KB_PATH": "knowledge_path",
+    "MAJORDOME_FEEDBACK_STORE": "feedback_store",
+    "MAJORDOME_REDIS_URL": "redis_url",
+    "MAJORDOME_BUDGET_DAILY_USD": "budget_daily_usd",
+    "MAJORDOME_BUDGET_MONTHLY_USD": "budget_monthly_usd",
+    "MAJORDOME_EXPLORE_SHARE": "explore_share",
 }
 # Read elsewhere (not configuration of a Majordome): accepted, not refused as typos.
 _OTHER_VARIABLES = {
@@ -120,6 +145,8 @@ _OTHER_VARIABLES = {
     "MAJORDOME_QDRANT_URL",
     "MAJORDOME_QDRANT_API_KEY",
     "MAJORDOME_KB_EMBEDDER",
+    "MAJORDOME_TEST_POSTGRES_DSN",
+    "MAJORDOME_TEST_REDIS_URL",
 }
 
 
