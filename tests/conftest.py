@@ -7,10 +7,14 @@ real host fails at teardown, even when the error was swallowed on the way.
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 import pytest
 
@@ -178,3 +182,130 @@ def _attempts_of(error: MajordomeError) -> list[tuple[str, str, int | None]]:
 @pytest.fixture
 def make_stack(stub: StubLLMServer) -> Callable[[Api], Stack]:
     return lambda api: Stack(stub, api)
+
+
+# -- real PostgreSQL and Redis servers (scripts/services.sh) -----------------------------------
+#
+# `scripts/services.sh up` (run by `make test`) starts throwaway servers on loopback and writes
+# their addresses to .services/env; the variables win when set in the environment. Without a
+# server, a test that needs it skips with the reason (shown by `-ra`); under CI=true it fails.
+
+_SERVICES_ENV = Path(__file__).resolve().parent.parent / ".services" / "env"
+
+
+def _services_env() -> dict[str, str]:
+    """The variables of .services/env (shell-quoted ``NAME=value`` lines), when the file exists."""
+    values: dict[str, str] = {}
+    if not _SERVICES_ENV.is_file():
+        return values
+    for line in _SERVICES_ENV.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        words = shlex.split(line, comments=True)
+        if len(words) == 1 and "=" in words[0]:
+            name, _, value = words[0].partition("=")
+            values[name] = value
+    return values
+
+
+def _service_setting(name: str) -> tuple[str | None, str]:
+    """(value of MAJORDOME_TEST_<name>, why it is missing); the environment first, then the file."""
+    variable = f"MAJORDOME_TEST_{name}"
+    value = os.environ.get(variable)
+    if value:
+        return value, ""
+    from_file = _services_env()
+    if from_file.get(variable):
+        return from_file[variable], ""
+    service = name.split("_")[0]
+    reason = os.environ.get(f"MAJORDOME_TEST_{service}_UNAVAILABLE") or from_file.get(
+        f"MAJORDOME_TEST_{service}_UNAVAILABLE"
+    )
+    if reason:
+        return None, f"{variable} is not set: {reason}"
+    return None, f"{variable} is not set (run `scripts/services.sh up`, or `make test`)"
+
+
+def _service_missing(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true needs this server: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """The DSN of the test PostgreSQL server's ``majordome_test`` database, checked reachable."""
+    dsn, reason = _service_setting("POSTGRES_DSN")
+    if dsn is None:
+        _service_missing(reason)
+    try:
+        import psycopg
+    except ImportError:
+        _service_missing("psycopg is not installed (pip install 'majordome[postgres]')")
+    failure = ""
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        failure = f"PostgreSQL at MAJORDOME_TEST_POSTGRES_DSN is unreachable: {type(error).__name__}: {error}"
+    if failure:
+        _service_missing(failure)
+    return dsn
+
+
+@pytest.fixture
+def postgres_schema_dsn(postgres_dsn: str) -> Iterator[str]:
+    """A DSN whose ``search_path`` is a fresh, empty schema, dropped (with its tables) after the test."""
+    import psycopg
+    from psycopg import conninfo, sql
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield conninfo.make_conninfo(postgres_dsn, options=f"-csearch_path={schema}")
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL of the test Redis server, checked reachable (PING)."""
+    url, reason = _service_setting("REDIS_URL")
+    if url is None:
+        _service_missing(reason)
+    try:
+        import redis
+    except ImportError:
+        _service_missing("redis is not installed (pip install 'majordome[redis]')")
+    failure = ""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError) as error:
+        failure = f"Redis at MAJORDOME_TEST_REDIS_URL is unreachable: {type(error).__name__}: {error}"
+    if failure:
+        _service_missing(failure)
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no other test uses; the keys under it are deleted after the test."""
+    import redis
+
+    prefix = f"majordome-test:{uuid.uuid4().hex[:16]}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()

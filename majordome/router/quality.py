@@ -76,6 +76,7 @@ class QualityModel(ABC):
 
     kind: ClassVar[str]
     needs_embedding: bool = False
+    reads_embedding: bool = False  # uses the embedding when the request has one, works without
 
     @abstractmethod
     def predict(self, inputs: QualityInputs, models: Sequence[str]) -> np.ndarray:

@@ -310,7 +310,10 @@ class Router:
 
     def inputs(self, features: Sequence[RequestFeatures], *, with_embeddings: bool | None = None) -> QualityInputs:
         """Batched quality-model inputs for ``features``."""
-        want = self._quality.needs_embedding if with_embeddings is None else with_embeddings
+        quality = self._quality
+        want = with_embeddings
+        if want is None:
+            want = quality.needs_embedding or (quality.reads_embedding and all(f.embed is not None for f in features))
         probs = np.zeros((len(features), len(INTENTS)))
         for row, f in enumerate(features):
             if f.intent_probs is not None:

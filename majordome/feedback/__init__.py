@@ -1,0 +1,1 @@
+"""Feedback: the event store, budgets and the online learner."""
