@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -419,6 +420,91 @@ def demo() -> None:
     from majordome._demo import run
 
     run()
+
+
+feedback_app = typer.Typer(no_args_is_help=True, help="The feedback store: statistics, export, the learner's versions.")
+app.add_typer(feedback_app, name="feedback")
+_STORE = typer.Option("--store", help="SQLite file or PostgreSQL DSN (default: MAJORDOME_FEEDBACK_STORE).")
+
+
+def _open_store(store: str | None) -> Any:
+    from majordome.feedback.loop import open_store
+
+    where = store or os.environ.get("MAJORDOME_FEEDBACK_STORE")
+    if not where:
+        raise ConfigurationError("no feedback store: pass --store or set MAJORDOME_FEEDBACK_STORE")
+    return open_store(where)
+
+
+def _window(since: str) -> tuple[Any, Any]:
+    """``24h``, ``7d``, ``30m`` or an ISO date → (since, now), both UTC."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    text = since.strip().lower()
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - timedelta(**{units[text[-1]]: float(text[:-1])}), now
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        raise BadRequestError(f"--since {since!r}: expected e.g. 24h, 7d, 30m or an ISO date") from None
+    return (start if start.tzinfo else start.replace(tzinfo=UTC)), now
+
+
+@feedback_app.command("stats")
+def feedback_stats(
+    since: Annotated[str, typer.Option(help="Window: 24h, 7d, 30m or an ISO date.")] = "7d",
+    tenant: Annotated[str | None, typer.Option(help="One tenant only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    store: Annotated[str | None, _STORE] = None,
+) -> None:
+    """Per intent and model: calls, mean reward, cost, latency p50/p95, failure rate."""
+    with _reported():
+        start, end = _window(since)
+        with _open_store(store) as opened:
+            rows = opened.stats(start, end, tenant=tenant)
+    if as_json:
+        typer.echo(json.dumps([{**asdict(r), "failure_rate": r.failure_rate} for r in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("no calls in this window")
+        return
+    typer.echo(
+        f"{'intent':<18} {'model':<18} {'calls':>6} {'reward':>7} {'n':>5} {'cost $':>10} "
+        f"{'p50 s':>7} {'p95 s':>7} {'fail':>6}"
+    )
+    for r in rows:
+        reward = f"{r.mean_reward:.3f}" if r.mean_reward is not None else "-"
+        typer.echo(
+            f"{(r.intent or '-'):<18} {r.model:<18} {r.calls:>6} {reward:>7} {r.rewarded:>5} "
+            f"{r.total_cost_usd:>10.5f} {r.latency_p50_s:>7.2f} {r.latency_p95_s:>7.2f} {r.failure_rate:>6.1%}"
+        )
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out: Annotated[Path, typer.Argument(help="Outcomes file to write (.csv or .jsonl), for `majordome bench`.")],
+    since: Annotated[str | None, typer.Option(help="Only traces since: 24h, 7d or an ISO date.")] = None,
+    store: Annotated[str | None, _STORE] = None,
+) -> None:
+    """Recorded answers with feedback, in the benchmark's long outcomes format."""
+    import csv
+
+    with _reported():
+        start = _window(since)[0] if since else None
+        with _open_store(store) as opened:
+            rows = list(opened.outcomes(since=start))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".jsonl":
+            out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+        else:
+            columns = list(rows[0]) if rows else ["prompt_id", "prompt", "model", "score"]
+            with out.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+    typer.echo(f"{len(rows)} outcomes written to {out}")
 
 
 def main() -> None:

@@ -160,3 +160,39 @@ def test_kb_ingest_search_explain_and_delete(tmp_path: Path) -> None:
 def test_kb_search_without_a_tenant_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, ["kb", "search", "hello", "--tenant", " ", "--path", str(tmp_path / "kb")])
     assert result.exit_code != 0 and "tenant" in result.output
+
+
+def test_feedback_stats_and_export(tmp_path: Path) -> None:
+    from majordome.bench.readers import read_long_outcomes
+    from majordome.feedback.events import CallEvent, DecisionEvent, FeedbackEvent
+    from majordome.feedback.sqlite import SQLiteEventStore
+
+    db = tmp_path / "feedback.db"
+    with SQLiteEventStore(db) as store:
+        events: list[object] = []
+        for i, (model, rating) in enumerate([("phi-4-mini", 2), ("llama-3.3-70b", 5), ("llama-3.3-70b", 4)]):
+            trace = f"t{i}"
+            events += [
+                DecisionEvent(
+                    trace_id=trace, tenant="c1", chosen=model, chain=(model,), policy="p1", intent="fan_reply",
+                    prompt=f"hello {i}",
+                ),
+                CallEvent(trace_id=trace, tenant="c1", model=model, intent="fan_reply", cost_usd=0.001, latency_s=1.0),
+                FeedbackEvent(trace_id=trace, kind="rating", value=rating, reward=(rating - 1) / 4),
+            ]
+        store.write(events)  # type: ignore[arg-type]
+    stats = runner.invoke(app, ["feedback", "stats", "--store", str(db), "--json"])
+    assert stats.exit_code == 0, stats.output
+    rows = {r["model"]: r for r in json.loads(stats.stdout)}
+    assert rows["llama-3.3-70b"]["calls"] == 2 and rows["llama-3.3-70b"]["mean_reward"] == pytest.approx(0.875)
+    table = runner.invoke(app, ["feedback", "stats", "--store", str(db), "--since", "1h"])
+    assert table.exit_code == 0 and "fan_reply" in table.output
+    out = tmp_path / "outcomes.csv"
+    exported = runner.invoke(app, ["feedback", "export", str(out), "--store", str(db)])
+    assert exported.exit_code == 0 and "3 outcomes" in exported.output
+    dataset = read_long_outcomes(out)
+    assert dataset.size == 3 and sorted(dataset.models) == ["llama-3.3-70b", "phi-4-mini"]
+    bad = runner.invoke(app, ["feedback", "stats", "--store", str(db), "--since", "yesterday-ish"])
+    assert bad.exit_code == 2 and "--since" in bad.output
+    missing = runner.invoke(app, ["feedback", "stats"])
+    assert missing.exit_code == 3 and "MAJORDOME_FEEDBACK_STORE" in missing.output
