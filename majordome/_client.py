@@ -680,6 +680,8 @@ class Majordome:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+        if self._owns_feedback and self.feedback_loop is not None:
+            await asyncio.to_thread(self.feedback_loop.close)
 
     def __enter__(self) -> Majordome:
         return self

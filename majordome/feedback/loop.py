@@ -133,6 +133,7 @@ class FeedbackLoop:
         self._rng = random.Random(seed)
         self._last_sync = 0.0
         self._sync_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def open(cls, where: str | Path, **options: Any) -> FeedbackLoop:
@@ -191,6 +192,8 @@ class FeedbackLoop:
             if recent is not None:
                 recent.chosen = call.model  # a fallback may have answered
                 recent.answer = answer
+                if call.substituted:  # the local stand-in answered: feedback says nothing of the slot's model
+                    recent.context = None
         self.writer.submit(decision)
         self.writer.submit(call)
 
@@ -249,9 +252,9 @@ class FeedbackLoop:
             decision = self.store.decision(trace_id)
         if decision is None:
             raise UnknownTrace(f"no decision was recorded for trace {trace_id!r}")
-        calls = self.store.calls(trace_id)
-        answered = [c.model for c in calls if c.status == "ok"]
-        context = decision.features.get("context")
+        calls = [c for c in self.store.calls(trace_id) if c.status == "ok"]
+        answered = [c.model for c in calls]
+        context = None if any(c.substituted for c in calls) else decision.features.get("context")
         base = decision.features.get("base_quality")
         return _Recent(
             decision.tenant,
@@ -280,7 +283,10 @@ class FeedbackLoop:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush the events, share the learner's last rewards, close the store."""
+        """Flush the events, share the learner's last rewards, close the store (once)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.writer.close_sync(timeout=30.0)
             if self.learner is not None:

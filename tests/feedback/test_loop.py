@@ -11,8 +11,8 @@ from majordome import BadRequestError, BudgetExceeded, Majordome, MajordomeConfi
 from majordome.feedback.budgets import BudgetCaps, InProcessBudgets
 from majordome.feedback.loop import FeedbackLoop, UnknownTrace, budget_pressure
 from majordome.feedback.sqlite import SQLiteEventStore
-from majordome.testing import Reply, ScriptedModel
 from majordome.models.messages import Usage
+from majordome.testing import Reply, ScriptedModel
 
 
 def _majordome(tmp_path: Path, **config: object) -> tuple[Majordome, FeedbackLoop]:
@@ -115,3 +115,21 @@ def test_budget_pressure_grows_as_the_budget_runs_low() -> None:
     assert budget_pressure(Status(0.8)) == 1.0  # type: ignore[arg-type]
     assert budget_pressure(Status(0.25)) == 2.0  # type: ignore[arg-type]
     assert budget_pressure(Status(0.0)) == 10.0  # type: ignore[arg-type]
+
+
+def test_feedback_on_a_substituted_answer_is_stored_but_not_learnt(tmp_path: Path) -> None:
+    from majordome.feedback.events import CallEvent, DecisionEvent
+
+    mj, loop = _majordome(tmp_path)
+    assert loop.learner is not None
+    loop.remember("t1", "creator_1", "deepseek-v3", [0.0] * 32, 0.7)
+    decision = DecisionEvent(
+        trace_id="t1", tenant="creator_1", chosen="deepseek-v3", chain=("deepseek-v3",), policy="p"
+    )
+    call = CallEvent(trace_id="t1", tenant="creator_1", model="deepseek-v3", substituted=True)
+    loop.record(decision, call, "hi")
+    result = loop.record_feedback("t1", "thumbs", False)
+    assert result.stored and not result.learned
+    assert loop.learner.observations("deepseek-v3") == 0
+    mj.close()
+    loop.close()
