@@ -507,6 +507,22 @@ def feedback_export(
     typer.echo(f"{len(rows)} outcomes written to {out}")
 
 
+@feedback_app.command("learner")
+def feedback_learner(
+    rollback: Annotated[int | None, typer.Option(help="Make this saved version current again.")] = None,
+    store: Annotated[str | None, _STORE] = None,
+) -> None:
+    """The online learner's saved versions (newest last); --rollback N restores one."""
+    from majordome.feedback.learner import rollback_state
+
+    with _reported(), _open_store(store) as opened:
+        if rollback is not None:
+            new = rollback_state(opened, rollback)
+            typer.echo(f"version {rollback} is current again, saved as version {new}")
+        for version, created, note in opened.learner_versions():
+            typer.echo(f"{version:>6}  {created.isoformat(timespec='seconds')}  {note}")
+
+
 def main() -> None:
     app()
 

@@ -196,3 +196,22 @@ def test_feedback_stats_and_export(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--since" in bad.output
     missing = runner.invoke(app, ["feedback", "stats"])
     assert missing.exit_code == 3 and "MAJORDOME_FEEDBACK_STORE" in missing.output
+
+
+def test_feedback_learner_lists_versions_and_rolls_back(tmp_path: Path) -> None:
+    from majordome.feedback.learner import BanditQuality
+    from majordome.feedback.sqlite import SQLiteEventStore
+    from majordome.router import Policy
+    from majordome.router.quality import PriorQuality
+
+    db = tmp_path / "feedback.db"
+    learner = BanditQuality(PriorQuality(Policy.default(), ["phi-4-mini"]), ["phi-4-mini"])
+    with SQLiteEventStore(db) as store:
+        assert store.save_learner_state(1, learner.to_json(), "sync")
+        assert store.save_learner_state(2, learner.to_json(), "sync")
+    listed = runner.invoke(app, ["feedback", "learner", "--store", str(db)])
+    assert listed.exit_code == 0 and len(listed.output.strip().splitlines()) == 2
+    rolled = runner.invoke(app, ["feedback", "learner", "--rollback", "1", "--store", str(db)])
+    assert rolled.exit_code == 0 and "saved as version 3" in rolled.output and "rollback to version 1" in rolled.output
+    missing = runner.invoke(app, ["feedback", "learner", "--rollback", "9", "--store", str(db)])
+    assert missing.exit_code == 3 and "no learner state version 9" in missing.output

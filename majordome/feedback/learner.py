@@ -40,7 +40,7 @@ from majordome.router.intents import INTENTS
 from majordome.router.outcomes import OutcomeTable
 from majordome.router.quality import LANGUAGES, QualityInputs, QualityModel
 
-__all__ = ["CONTEXT_DIM", "BanditQuality", "LearnerVersion", "StateBackend", "context_of"]
+__all__ = ["CONTEXT_DIM", "BanditQuality", "LearnerVersion", "StateBackend", "context_of", "rollback_state"]
 
 PROJECTION_DIM = 16
 CONTEXT_DIM = 1 + len(INTENTS) + len(LANGUAGES) + 1 + PROJECTION_DIM
@@ -309,22 +309,31 @@ class BanditQuality(QualityModel):
     def rollback(self, backend: StateBackend, version: int) -> int:
         """Make saved ``version`` current again (saved as a new version); this worker's unsynced
         delta is dropped. Returns the new version."""
-        old = backend.load_learner_state(version)
-        if old is None:
-            raise ConfigurationError(f"there is no learner state version {version}")
-        self._parse(old.state)  # refuse an unreadable one before anything changes
         with self._lock:
             for m in self.models:
                 self._delta_a[m][:] = 0.0
                 self._delta_b[m][:] = 0.0
                 self._delta_n[m] = 0.0
-        for _ in range(20):
-            latest = backend.load_learner_state()
-            new = (latest.version if latest is not None else 0) + 1
-            if backend.save_learner_state(new, old.state, f"rollback to version {version}"):
-                self.load(LearnerVersion(new, old.created_at, "", old.state))
-                return new
-        raise ConfigurationError("could not save the rolled-back learner state (too much contention)")
+        new = rollback_state(backend, version)
+        restored = backend.load_learner_state(new)
+        assert restored is not None
+        self.load(restored)
+        return new
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {"base_kind": self.base.kind, "state": self.to_json()}, {}
+
+
+def rollback_state(backend: StateBackend, version: int, *, attempts: int = 20) -> int:
+    """Save a copy of learner state ``version`` as the newest version (workers pick it up at their
+    next sync); returns the new version number."""
+    old = backend.load_learner_state(version)
+    if old is None:
+        raise ConfigurationError(f"there is no learner state version {version}")
+    BanditQuality._parse(old.state)  # refuse an unreadable one before anything changes
+    for _ in range(attempts):
+        latest = backend.load_learner_state()
+        new = (latest.version if latest is not None else 0) + 1
+        if backend.save_learner_state(new, old.state, f"rollback to version {version}"):
+            return new
+    raise ConfigurationError("could not save the rolled-back learner state (too much contention)")
