@@ -27,7 +27,7 @@ from majordome.router.candidates import output_reserve
 from majordome.router.decision import RequestFeatures, RoutingDecision
 from majordome.router.intents import LLMIntentClassifier
 from majordome.router.policy import Policy
-from majordome.router.quality import load_quality
+from majordome.router.quality import PriorQuality, load_quality
 from majordome.router.router import Router
 
 if TYPE_CHECKING:
@@ -400,8 +400,12 @@ class Majordome:
         learner = loop.learner
         assert learner is not None
         inputs = self.router.inputs([p.features])
-        context = [float(v) for v in context_of(inputs)[0]]
-        base = float(learner.base.predict(inputs, [p.decision.chosen])[0, 0])
+        context = context_of(inputs)[0].tolist()
+        if isinstance(learner.base, PriorQuality):  # the table's fast path
+            f = p.features
+            base = learner.base.predict_one(f.intent, f.language, [p.decision.chosen], f.intent_probs)[0]
+        else:
+            base = float(learner.base.predict(inputs, [p.decision.chosen])[0, 0])
         loop.remember(p.context.trace_id, p.request.tenant, p.decision.chosen, context, base)
 
     def _prepared(

@@ -38,7 +38,7 @@ import numpy as np
 from majordome._errors import ConfigurationError
 from majordome.router.intents import INTENTS
 from majordome.router.outcomes import OutcomeTable
-from majordome.router.quality import LANGUAGES, QualityInputs, QualityModel
+from majordome.router.quality import LANGUAGES, PriorQuality, QualityInputs, QualityModel
 
 __all__ = ["CONTEXT_DIM", "BanditQuality", "LearnerVersion", "StateBackend", "context_of", "rollback_state"]
 
@@ -68,20 +68,15 @@ def context_of(inputs: QualityInputs) -> np.ndarray:
     """``(n, CONTEXT_DIM)``: bias, intent probabilities, language one-hot, log tokens / 10, and a
     fixed projection of the prompt's embedding (zeros when the request has none), which lets
     the learner tell prompts of one intent apart."""
-    projected = (
-        inputs.embeddings @ _projection(inputs.embeddings.shape[1])
-        if inputs.embeddings is not None
-        else np.zeros((inputs.rows, PROJECTION_DIM))
-    )
-    return np.hstack(
-        [
-            np.ones((inputs.rows, 1)),
-            inputs.intent_probs,
-            inputs.languages,
-            (inputs.log_tokens / 10.0)[:, None],
-            projected,
-        ]
-    )
+    out = np.zeros((inputs.rows, CONTEXT_DIM))
+    intents, languages = len(INTENTS), len(LANGUAGES)
+    out[:, 0] = 1.0
+    out[:, 1 : 1 + intents] = inputs.intent_probs
+    out[:, 1 + intents : 1 + intents + languages] = inputs.languages
+    out[:, 1 + intents + languages] = inputs.log_tokens / 10.0
+    if inputs.embeddings is not None:
+        out[:, 2 + intents + languages :] = inputs.embeddings @ _projection(inputs.embeddings.shape[1])
+    return out
 
 
 @dataclass(frozen=True)
@@ -147,20 +142,30 @@ class BanditQuality(QualityModel):
             theta = self._theta[model] = np.linalg.solve(self._a[model], self._b[model])
         return theta
 
+    def _base(self, inputs: QualityInputs, models: Sequence[str]) -> np.ndarray:
+        """The base model's predictions, as a fresh array (one request on a prior table: its
+        fast path, the request path's case)."""
+        base = self.base
+        if inputs.rows == 1 and isinstance(base, PriorQuality):
+            language = LANGUAGES[int(np.argmax(inputs.languages[0]))]
+            row = base.predict_one("general_help", language, models, inputs.intent_probs[0])
+            return np.array([row], dtype=np.float64)
+        return np.array(base.predict(inputs, models), dtype=np.float64)
+
     def predict(self, inputs: QualityInputs, models: Sequence[str]) -> np.ndarray:
-        base = np.array(self.base.predict(inputs, models), dtype=np.float64)
+        base = self._base(inputs, models)
         x = context_of(inputs)
         with self._lock:
-            for k, model in enumerate(models):
-                theta = self._mean(model)
-                if theta is not None:
-                    base[:, k] += x @ theta
+            thetas = [self._mean(model) for model in models]
+        for k, theta in enumerate(thetas):
+            if theta is not None and self._n.get(models[k], 0.0) > 0:
+                base[:, k] += x @ theta
         result: np.ndarray = np.clip(base, 0.0, 1.0)
         return result
 
     def sample(self, inputs: QualityInputs, models: Sequence[str]) -> np.ndarray:
         """Quality with each model's residual weights drawn from the posterior (Thompson)."""
-        base = np.array(self.base.predict(inputs, models), dtype=np.float64)
+        base = self._base(inputs, models)
         x = context_of(inputs)
         with self._lock:
             for k, model in enumerate(models):
