@@ -22,6 +22,12 @@ errors (SDKs, HTTP clients, pydantic) are translated at the boundary, the origin
     ├── DeadlineExceeded            the request's deadline passed; ``causes`` holds what failed so far
     └── BudgetExceeded              the tenant's budget cannot pay for the request
 
+The feedback package adds its own, under the same base (``majordome.feedback``):
+``BudgetUnavailable`` (a budget check that could not be made: fails closed), ``StoreError`` with
+``StoreUnavailable`` / ``StoreRejected`` (the event store), ``EventDecodeError`` (a bad spilled
+or serialised event), ``WriterClosed``, and ``UnknownTrace`` (a ``BadRequestError``: feedback
+for a trace never recorded).
+
 Messages never contain API keys or endpoint URLs: providers build them from status codes,
 deployment names and error classes only.
 """
