@@ -150,6 +150,7 @@ class Majordome:
             self._owns_feedback = True
         if self.feedback_loop is not None:
             self.feedback_loop.attach(self.router, list(self._specs))
+        self._sync_task: asyncio.Future[None] | None = None
         self._portal = _Portal()
 
     def _budgets_from_config(self) -> BudgetLedger | None:
@@ -326,6 +327,9 @@ class Majordome:
             features = dataclasses.replace(features, retrieved_tokens=grounding.tokens)
         status = await self.budgets.status(req.tenant) if self.budgets is not None else None
         loop = self.feedback_loop
+        if loop is not None and loop.sync_due() and self._sync_task is None:
+            # other workers' rewards come in even when this one gets no feedback (off the request path)
+            self._sync_task = asyncio.get_running_loop().run_in_executor(None, self._sync_learner, loop)
         explore = loop.may_explore(features.intent, status) if loop is not None else False
         decision, reservation = await self._decide_within_budget(req, features, started + deadline_s, status, explore)
         prepared = self._prepared(req, features, decision, started, deadline_s)
@@ -392,6 +396,14 @@ class Majordome:
                 raise
             decision = self._decide(req, features, deadline, pinned_model=free_id)
             return decision, None
+
+    def _sync_learner(self, loop: FeedbackLoop) -> None:
+        try:
+            loop.maybe_sync()
+        except Exception as exc:  # noqa: BLE001 - a failed sync is retried at the next interval
+            _log.warning("feedback.learner_sync_failed", error=type(exc).__name__, detail=str(exc))
+        finally:
+            self._sync_task = None
 
     def _remember(self, loop: FeedbackLoop, p: _Prepared) -> None:
         """What feedback on this answer will need: the learner's context and the base quality."""

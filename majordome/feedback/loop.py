@@ -264,6 +264,10 @@ class FeedbackLoop:
             decision.features.get("answer") if isinstance(decision.features.get("answer"), str) else None,
         )
 
+    def sync_due(self) -> bool:
+        """Whether this worker's learner should sync with the others now (a cheap check)."""
+        return self.learner is not None and time.monotonic() - self._last_sync >= self.sync_every_s
+
     def maybe_sync(self, *, force: bool = False) -> int | None:
         """Share the learner's new rewards with the other workers (every ``sync_every_s``)."""
         backend = self._backend()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -133,3 +134,32 @@ def test_feedback_on_a_substituted_answer_is_stored_but_not_learnt(tmp_path: Pat
     assert loop.learner.observations("deepseek-v3") == 0
     mj.close()
     loop.close()
+
+
+async def test_workers_share_what_they_learn_through_the_store(tmp_path: Path) -> None:
+    usage = Usage(input_tokens=100, output_tokens=100)
+
+    def worker(name: str) -> tuple[Majordome, FeedbackLoop]:
+        loop = FeedbackLoop(
+            SQLiteEventStore(tmp_path / "shared.db"), spill_path=tmp_path / f"{name}.spill", explore_share=0.0
+        )
+        loop.sync_every_s = 0.0
+        providers = {"*": ScriptedModel(default=Reply("ok", usage=usage))}
+        return Majordome(MajordomeConfig(), providers=providers, env={}, feedback=loop), loop
+
+    (a, loop_a), (b, loop_b) = worker("a"), worker("b")
+    answer = await a.ask(fan())
+    for i in range(5):
+        await a.afeedback(answer.trace_id, "rating", 1, idempotency_key=f"k{i}")
+    loop_a.maybe_sync(force=True)
+    assert loop_a.learner is not None and loop_b.learner is not None
+    assert loop_b.learner.observations(answer.model) == 0
+    await b.ask(fan("another fan"))  # a request starts the sync off the request path
+    for _ in range(100):
+        if b._sync_task is None and loop_b.learner.observations(answer.model) > 0:
+            break
+        await asyncio.sleep(0.02)
+    assert loop_b.learner.observations(answer.model) == loop_a.learner.observations(answer.model) > 0
+    for mj, loop in ((a, loop_a), (b, loop_b)):
+        mj.close()
+        loop.close()
