@@ -136,6 +136,69 @@ def _grounded() -> None:
                 print(f"   [{citation.marker}] {mark}: {citation.document_id}#{citation.index} ({source})")
 
 
+def _feedback() -> None:
+    """Record, take feedback by trace id, learn from it, and hold a tenant's daily budget."""
+    from majordome._errors import BudgetExceeded
+    from majordome.feedback import SQLiteEventStore
+    from majordome.testing import StubLLMServer, StubReply
+
+    _title("Feedback and budgets (SQLite store; two slots on a loopback stub, so calls cost money)")
+    with StubLLMServer() as server, tempfile.TemporaryDirectory() as folder:
+        env = {
+            **{
+                f"MAJORDOME_MODEL__{name}__{field}": value
+                for name in ("DEEPSEEK_V3", "LLAMA_3_3_70B")
+                for field, value in (("API", "openai"), ("ENDPOINT", server.openai_base_url), ("AUTH", "none"))
+            },
+            **{
+                f"MAJORDOME_MODEL__{name}__ENABLED": "false"
+                for name in ("DEEPSEEK_R1", "PHI_4_MULTIMODAL", "PHI_4_MINI", "MISTRAL_LARGE", "AZURE_SPEECH_BATCH")
+            },
+        }
+        store = Path(folder) / "feedback.db"
+        config = MajordomeConfig(feedback_store=str(store), budget_daily_usd=0.004, explore_share=0.0)
+        with Majordome(config, env=env) as mj:
+            request = {
+                "messages": [{"role": "user", "content": "hey, loved the live! do you do custom videos?"}],
+                "tenant": "creator_42",
+                "job_type": "chat.suggest",
+            }
+            answers = []
+            print("\n-- answers are recorded (decision, call, cost) off the request path; the daily cap is $0.004")
+            try:
+                for _ in range(10):
+                    server.enqueue(StubReply.ok("Yes! Custom videos are $25, ready in 2 days.", usage=(600, 150)))
+                    answer = mj.ask_sync(request)
+                    answers.append(answer)
+                    print(f"   {answer.model:<14} ${answer.cost_usd:.6f}  trace {answer.trace_id[:12]}…")
+            except BudgetExceeded as error:
+                print(f"   \033[33mBudgetExceeded\033[0m: {error}")
+            first = answers[0]
+            print("\n-- feedback by trace id: a 1-star rating, then the same rating again, then the text sent")
+            for kind, value in (("rating", 1), ("rating", 1), ("edit", "Yes! Custom videos are $30, ready Friday.")):
+                result = mj.feedback(first.trace_id, kind, value)
+                print(f"   {kind:<7} reward {result.reward:.2f}  stored {result.stored}  learned {result.learned}")
+            try:
+                mj.feedback("no-such-trace", "thumbs", True)
+            except MajordomeError as error:
+                print(f"   \033[33m{type(error).__name__}\033[0m: {error}")
+            loop = mj.feedback_loop
+            if loop is not None and loop.learner is not None:
+                seen = loop.learner.observations(first.model)
+                print(f"   the learner has {seen:g} weighted rewards for {first.model}")
+        with SQLiteEventStore(store) as opened:
+            from datetime import UTC, datetime, timedelta
+
+            now = datetime.now(UTC)
+            print("\n-- majordome feedback stats (intent × model)")
+            for row in opened.stats(now - timedelta(hours=1), now + timedelta(minutes=1)):
+                reward = f"{row.mean_reward:.2f}" if row.mean_reward is not None else "-"
+                print(
+                    f"   {row.intent} × {row.model}: {row.calls} calls, mean reward {reward}, "
+                    f"${row.total_cost_usd:.6f}, p50 {row.latency_p50_s * 1000:.0f} ms"
+                )
+
+
 def run() -> None:
     started = time.monotonic()
     print("Le Majordome — a tour on the embedded defaults (no keys, no servers).")
@@ -205,4 +268,5 @@ def run() -> None:
         _ask(mj, "no messages", messages=[])
     _grounded()
     _resilience()
+    _feedback()
     print(f"\nDone in {time.monotonic() - started:.1f} s.")
