@@ -412,7 +412,7 @@ class Majordome:
         learner = loop.learner
         assert learner is not None
         inputs = self.router.inputs([p.features])
-        context = context_of(inputs)[0].tolist()
+        context = [round(v, 5) for v in context_of(inputs)[0].tolist()]  # 5 decimals: a smaller record
         if isinstance(learner.base, PriorQuality):  # the table's fast path
             f = p.features
             base = learner.base.predict_one(f.intent, f.language, [p.decision.chosen], f.intent_probs)[0]
