@@ -422,6 +422,36 @@ def demo() -> None:
     run()
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    keys: Annotated[
+        Path | None,
+        typer.Option(help="API keys: JSON or TOML {tenant: [sha256 hex of each key]} (`printf %s KEY | sha256sum`)."),
+    ] = None,
+    requests_per_minute: Annotated[
+        int, typer.Option(help="Per-tenant rate limit (shared through MAJORDOME_REDIS_URL).")
+    ] = 600,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1_000_000,
+    verbose: Annotated[bool, typer.Option(help="Log majordome's events to stderr.")] = False,
+) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/models, /v1/feedback) until Ctrl-C."""
+    _verbose(verbose)
+    with _reported():
+        from majordome.server import ApiKeys, ServerLimits
+        from majordome.server import serve as run_server
+
+        if keys is None:
+            raise ConfigurationError("majordome serve needs --keys FILE: every request must carry a tenant's API key")
+        api_keys = ApiKeys.load(keys)
+        mj = Majordome.from_env()
+        limits = ServerLimits(
+            max_body_bytes=max_body_bytes, requests_per_minute=requests_per_minute, redis_url=mj.config.redis_url
+        )
+        run_server(mj, api_keys, host=host, port=port, limits=limits)
+
+
 feedback_app = typer.Typer(no_args_is_help=True, help="The feedback store: statistics, export, the learner's versions.")
 app.add_typer(feedback_app, name="feedback")
 _STORE = typer.Option("--store", help="SQLite file or PostgreSQL DSN (default: MAJORDOME_FEEDBACK_STORE).")
