@@ -490,6 +490,7 @@ class Majordome:
         """Queue the decision and the call for the feedback store (never blocks on I/O; a
         recording problem is logged, never raised into the request)."""
         from majordome.feedback.events import CallEvent, DecisionEvent
+        from majordome.guardrails import redact_pii
 
         loop = self.feedback_loop
         assert loop is not None
@@ -500,13 +501,13 @@ class Majordome:
                 features["context"] = recent.context
                 features["base_quality"] = recent.base_quality
             if loop.record_prompts and answer is not None:
-                features["answer"] = answer.text
+                features["answer"] = redact_pii(answer.text)
             decision = DecisionEvent.from_decision(
                 p.decision,
                 trace_id=p.context.trace_id,
                 tenant=p.request.tenant,
                 features=features,
-                prompt=p.features.text if loop.record_prompts else None,
+                prompt=redact_pii(p.features.text) if loop.record_prompts else None,
             )
             if answer is not None:
                 call = CallEvent.from_answer(answer, tenant=p.request.tenant, job_type=p.request.job_type)

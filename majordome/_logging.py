@@ -64,13 +64,31 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
+# Fields that carry people's text (logged only with log_message_bodies, or errors' details):
+# emails, phone and card numbers in them are replaced too (majordome.guardrails.redact_pii).
+_TEXT_FIELDS = frozenset({"messages", "answer_text", "detail", "prompt", "text"})
+
+
+def _redact_pii(value: Any) -> Any:
+    from majordome.guardrails import redact_pii
+
+    if isinstance(value, str):
+        return redact_pii(value)
+    if isinstance(value, dict):
+        return {k: _redact_pii(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_pii(v) for v in value]
+    return value
+
+
 def _redaction_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for name in list(event):
         lowered = name.lower()
         if any(word in lowered for word in _SECRET_FIELD_WORDS) and not lowered.endswith("_tokens"):
             del event[name]
         else:
-            event[name] = _redact_value(event[name])
+            value = _redact_value(event[name])
+            event[name] = _redact_pii(value) if lowered in _TEXT_FIELDS else value
     return event
 
 

@@ -41,3 +41,19 @@ def test_an_endpoint_is_masked_with_its_host() -> None:
     register_endpoint("https://my-resource.services.ai.azure.com:8443/models")
     assert redact("cannot reach my-resource.services.ai.azure.com:8443") == "cannot reach ***"
     assert "my-resource" not in redact("GET https://my-resource.services.ai.azure.com:8443/models/chat/completions")
+
+
+def test_people_s_contact_details_are_redacted_from_logged_bodies(caplog: pytest.LogCaptureFixture) -> None:
+    log = get_logger("majordome.test.pii")
+    trace = "0123456789abcdef0123456789abcdef"
+    with caplog.at_level(logging.INFO, logger="majordome.test.pii"):
+        log.info(
+            "request.done",
+            trace_id=trace,
+            messages=[{"role": "user", "content": "write me at fan@example.com or +33 6 12 34 56 78"}],
+            answer_text="card 4111 1111 1111 1111?",
+        )
+    event = json.loads(caplog.records[0].getMessage())
+    assert "fan@example.com" not in caplog.text and "12 34 56 78" not in caplog.text and "4111" not in caplog.text
+    assert "[email]" in event["messages"][0]["content"] and "[card]" in event["answer_text"]
+    assert event["trace_id"] == trace  # ids are not text: left alone

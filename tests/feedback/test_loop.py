@@ -163,3 +163,15 @@ async def test_workers_share_what_they_learn_through_the_store(tmp_path: Path) -
     for mj, loop in ((a, loop_a), (b, loop_b)):
         mj.close()
         loop.close()
+
+
+async def test_stored_prompts_and_answers_have_contact_details_redacted(tmp_path: Path) -> None:
+    mj, loop = _majordome(tmp_path)
+    answer = await mj.ask(fan("my number is 06 12 34 56 78, text me at fan@example.com"))
+    mj.close()
+    loop.close()
+    with SQLiteEventStore(tmp_path / "feedback.db") as store:
+        decision = store.decision(answer.trace_id)
+        assert decision is not None and decision.prompt is not None
+        assert "fan@example.com" not in decision.prompt and "[email]" in decision.prompt
+        assert "12 34 56 78" not in decision.prompt and "[phone]" in decision.prompt
