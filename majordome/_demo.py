@@ -199,6 +199,40 @@ def _feedback() -> None:
                 )
 
 
+def _served() -> None:
+    """`majordome serve` in-process on a loopback port, driven by the openai client."""
+    import openai
+
+    from majordome.server import ApiKeys, BackgroundServer, create_app
+
+    _title("Serving: the OpenAI-compatible API, driven by the openai client (loopback)")
+    keys = ApiKeys()
+    keys.add("creator_42", "sk-demo-creator-42")
+    with BackgroundServer(create_app(Majordome.from_env(), keys)) as server:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-demo-creator-42", max_retries=0)
+        messages: Any = [{"role": "user", "content": "A fan says: 'your live made my week!' Reply in one line."}]
+        reply = client.chat.completions.create(model="majordome", max_tokens=40, messages=messages)
+        meta = (reply.model_extra or {}).get("majordome", {})
+        print(f"\n-- POST /v1/chat/completions (model 'majordome'): {reply.choices[0].message.content!r}")
+        print(f"   model {reply.model}, trace {str(meta.get('trace_id'))[:12]}…, cost ${meta.get('cost_usd', 0):.6f}")
+        print(f"   {meta.get('decision', {}).get('reason')}")
+        print("\n-- the same, streamed: ", end="")
+        stream = client.chat.completions.create(model="majordome", max_tokens=30, messages=messages, stream=True)
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                print(chunk.choices[0].delta.content, end="", flush=True)
+        print()
+        try:
+            client.chat.completions.create(model="gpt-17", messages=messages)
+        except openai.APIStatusError as error:
+            print(f"\n-- an unknown model: HTTP {error.status_code}, {error.message}")
+        wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-wrong", max_retries=0)
+        try:
+            wrong.models.list()
+        except openai.APIStatusError as error:
+            print(f"-- a wrong key: HTTP {error.status_code}")
+
+
 def run() -> None:
     started = time.monotonic()
     print("Le Majordome — a tour on the embedded defaults (no keys, no servers).")
@@ -269,4 +303,5 @@ def run() -> None:
     _grounded()
     _resilience()
     _feedback()
+    _served()
     print(f"\nDone in {time.monotonic() - started:.1f} s.")
