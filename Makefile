@@ -27,7 +27,7 @@ demo: $(STAMP)
 # Throwaway PostgreSQL and Redis on loopback (scripts/services.sh); their addresses go to pytest
 # through .services/env. Without them (no apt, no root) the tests that need them skip, saying why.
 test: $(STAMP) services-up
-	$(PY) -m ruff check majordome tests benchmarks
+	$(PY) -m ruff check majordome tests benchmarks examples
 	$(PY) -m mypy
 	set -a; if [ -f .services/env ]; then . ./.services/env; fi; set +a; $(PY) -m pytest
 
@@ -38,7 +38,7 @@ services-down:
 	bash scripts/services.sh down
 
 lint: $(STAMP)
-	$(PY) -m ruff check majordome tests benchmarks
+	$(PY) -m ruff check majordome tests benchmarks examples
 	$(PY) -m ruff format --check majordome tests benchmarks
 
 typecheck: $(STAMP)
