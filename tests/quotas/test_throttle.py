@@ -1,0 +1,196 @@
+"""Bucket arithmetic of the in-process throttle on an injected clock, waiting to a deadline,
+settling, headroom, the saturation curve, and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from majordome import MajordomeError
+from majordome._errors import ConfigurationError
+from majordome.quotas import (
+    Acquired,
+    DeploymentQuota,
+    InProcessThrottle,
+    QuotaExceedsCapacity,
+    QuotaExhausted,
+    Saturation,
+    Wait,
+)
+
+
+class FakeClock:
+    """A clock that moves only when told, or when a waiter sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def throttle(clock: FakeClock, **quota: int | None) -> InProcessThrottle:
+    q = DeploymentQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"))
+    return InProcessThrottle({"dep": q}, window_s=60.0, clock=clock, sleep=clock.sleep)
+
+
+async def test_burst_then_continuous_refill() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=100, tpm=None)  # capacity 10, refill 90 per 60 s = 1.5 / s
+    for _ in range(10):
+        assert isinstance(await t.try_acquire("dep", 0), Acquired)
+    refused = await t.try_acquire("dep", 0)
+    assert isinstance(refused, Wait)
+    assert refused.seconds == pytest.approx(1 / 1.5)
+    clock.now += 1 / 1.5 - 0.01
+    assert isinstance(await t.try_acquire("dep", 0), Wait)
+    clock.now += 0.02
+    assert isinstance(await t.try_acquire("dep", 0), Acquired)
+    # a long idle period refills to the capacity, never beyond it
+    clock.now += 3600
+    granted = [await t.try_acquire("dep", 0) for _ in range(12)]
+    assert sum(isinstance(g, Acquired) for g in granted) == 10
+
+
+async def test_no_window_admits_more_than_the_quota() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=100, tpm=None)
+    admitted: list[float] = []
+    while clock.now < 1000.0 + 300:
+        result = await t.try_acquire("dep", 0)
+        if isinstance(result, Acquired):
+            admitted.append(clock.now)
+        else:
+            clock.now += 0.01
+    for i, start in enumerate(admitted):
+        in_window = sum(1 for a in admitted[i:] if a < start + 60.0)
+        assert in_window <= 100
+    # ... and it is not timid: a saturated deployment gets 90 % of its quota (burst 0.1)
+    assert len(admitted) == pytest.approx(10 + 1.5 * 300, abs=2)
+
+
+async def test_tokens_bucket_and_the_emptier_bucket_decides() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=1000, tpm=10_000)  # token capacity 1000, refill 150 / s
+    assert isinstance(await t.try_acquire("dep", 800), Acquired)
+    refused = await t.try_acquire("dep", 800)
+    assert isinstance(refused, Wait)
+    assert refused.seconds == pytest.approx((800 - 200) / 150)
+    assert isinstance(await t.try_acquire("dep", 200), Acquired)  # what is left still fits
+
+
+async def test_a_call_larger_than_the_bucket_is_refused_with_a_clear_error() -> None:
+    t = throttle(FakeClock(), rpm=100, tpm=10_000)
+    with pytest.raises(QuotaExceedsCapacity, match=r"2000 tokens can never be admitted.*at most 1000") as info:
+        await t.try_acquire("dep", 2000)
+    assert isinstance(info.value, QuotaExhausted) and isinstance(info.value, MajordomeError)
+    assert info.value.retry_after_s == math.inf
+    with pytest.raises(QuotaExceedsCapacity):
+        await t.acquire("dep", 2000, deadline=1e9)  # waiting cannot help, so it does not wait
+
+
+async def test_acquire_waits_up_to_the_deadline() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=100, tpm=None)
+    for _ in range(10):
+        await t.acquire("dep", 0, deadline=clock.now)
+    granted = await t.acquire("dep", 0, deadline=clock.now + 5)
+    assert granted == Acquired("dep", 0)
+    assert 1 / 1.5 <= sum(clock.slept) <= 5
+
+
+async def test_acquire_raises_quota_exhausted_with_the_retry_time() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=100, tpm=None)
+    for _ in range(10):
+        await t.acquire("dep", 0, deadline=clock.now)
+    with pytest.raises(QuotaExhausted, match="'dep' is at its quota") as info:
+        await t.acquire("dep", 0, deadline=clock.now + 0.5)
+    assert info.value.retry_after_s == pytest.approx(1 / 1.5)
+    assert info.value.deployment == "dep"
+    assert clock.slept == []  # a wait that would pass the deadline is not started
+
+
+async def test_adjust_settles_tokens_to_actual_usage() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=1000, tpm=10_000)
+    grant = await t.try_acquire("dep", 1000)
+    assert isinstance(grant, Acquired)
+    assert isinstance(await t.try_acquire("dep", 600), Wait)
+    await t.adjust("dep", 300 - grant.tokens)  # used 300 of the 1000 estimated
+    assert isinstance(await t.try_acquire("dep", 600), Acquired)
+    # an under-estimate puts the bucket in debt: the next call waits for it to be repaid
+    await t.adjust("dep", 900)
+    wait = await t.try_acquire("dep", 100)
+    assert isinstance(wait, Wait)
+    assert wait.seconds == pytest.approx((100 + 800) / 150)
+
+
+async def test_headroom_is_the_emptier_bucket() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=100, tpm=10_000)
+    assert await t.headroom("dep") == 1.0
+    assert await t.headroom("unknown") == 1.0
+    await t.try_acquire("dep", 250)  # requests 9/10 full, tokens 750/1000
+    assert await t.headroom("dep") == pytest.approx(0.75)
+    await t.adjust("dep", 5000)  # in debt: clamped to 0
+    assert await t.headroom("dep") == 0.0
+    clock.now += 3600
+    assert await t.headroom("dep") == 1.0
+
+
+async def test_deployments_without_a_quota_are_never_throttled() -> None:
+    t = throttle(FakeClock(), rpm=100, tpm=None)
+    results = [await t.try_acquire("other", 10**9) for _ in range(1000)]
+    assert all(isinstance(r, Acquired) for r in results)
+
+
+def test_saturation_curve() -> None:
+    s = Saturation()
+    assert s.multiplier(1.0) == s.multiplier(0.5) == 1.0
+    assert s.multiplier(0.3) == pytest.approx(1 + 3 * (0.2 / 0.45) ** 2)
+    assert s.multiplier(0.05 + 1e-9) == pytest.approx(4.0)
+    assert s.multiplier(0.05) == math.inf and not s.available(0.05)
+    assert s.available(0.06)
+    values = [s.multiplier(h / 100) for h in range(6, 101)]
+    assert values == sorted(values, reverse=True)  # more headroom never costs more
+
+
+def test_configuration_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="rpm"):
+        DeploymentQuota(rpm=0, tpm=None)
+    with pytest.raises(ConfigurationError, match="burst"):
+        DeploymentQuota(rpm=10, tpm=None, burst=1.5)
+    with pytest.raises(ConfigurationError, match="floor < knee"):
+        Saturation(knee=0.1, floor=0.2)
+
+
+async def test_many_tasks_never_exceed_the_quota() -> None:
+    window = 1.0
+    t = InProcessThrottle({"dep": DeploymentQuota(rpm=50, tpm=5000)}, window_s=window)
+    loop = asyncio.get_running_loop()
+    admitted: list[float] = []
+
+    async def worker() -> None:
+        end = loop.time() + 2.5
+        while True:
+            try:
+                await t.acquire("dep", 80, deadline=end)
+            except QuotaExhausted:
+                return
+            admitted.append(loop.time())
+            await t.adjust("dep", -30)  # used 50 of the 80 estimated
+
+    await asyncio.gather(*(worker() for _ in range(64)))
+    admitted.sort()
+    for i, start in enumerate(admitted):
+        assert sum(1 for a in admitted[i:] if a < start + window) <= 50
+    # requests bind (tokens settle at 50 x 50 = 2500 < 5000): about 5 + 45 / s over 2.5 s
+    assert len(admitted) >= 0.85 * (5 + 45 * 2.5)
