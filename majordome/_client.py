@@ -31,9 +31,11 @@ from majordome.router.quality import PriorQuality, load_quality
 from majordome.router.router import Router
 
 if TYPE_CHECKING:
+    from majordome.cache import CachedAnswer, CacheKey, ResponseCache
     from majordome.feedback.budgets import BudgetLedger, BudgetStatus, Reservation
     from majordome.feedback.loop import FeedbackLoop, FeedbackResult
     from majordome.knowledge.base import KnowledgeBase
+    from majordome.quotas import RateLimiter
 
 __all__ = ["Majordome", "ModelInfo"]
 
@@ -101,6 +103,8 @@ class Majordome:
         knowledge: KnowledgeBase | None = None,
         feedback: FeedbackLoop | None = None,
         budgets: BudgetLedger | None = None,
+        cache: ResponseCache | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         env = dict(os.environ) if env is None else dict(env)
         self.config = config or MajordomeConfig()
@@ -151,7 +155,40 @@ class Majordome:
         if self.feedback_loop is not None:
             self.feedback_loop.attach(self.router, list(self._specs))
         self._sync_task: asyncio.Future[None] | None = None
+        self.cache = cache if cache is not None else self._cache_from_config()
+        self._owns_cache = cache is None and self.cache is not None
+        self.rate_limiter = rate_limiter if rate_limiter is not None else self._rate_limiter_from_config()
+        self._owns_rate_limiter = rate_limiter is None and self.rate_limiter is not None
+        self._cache_writes: set[asyncio.Task[None]] = set()
         self._portal = _Portal()
+
+    def _cache_from_config(self) -> ResponseCache | None:
+        mode = self.config.response_cache
+        if mode == "off":
+            return None
+        if mode == "redis":
+            if not self.config.redis_url:
+                raise ConfigurationError("response_cache='redis' needs redis_url (MAJORDOME_REDIS_URL)")
+            from majordome.cache import RedisCache
+
+            return RedisCache(self.config.redis_url)
+        from majordome.cache import InProcessCache
+
+        return InProcessCache()
+
+    def _rate_limiter_from_config(self) -> RateLimiter | None:
+        config = self.config
+        if config.rate_limit_per_user_per_minute is None and config.rate_limit_per_tenant_per_minute is None:
+            return None
+        from majordome.quotas import InProcessRateLimiter, RateLimits, RedisRateLimiter
+
+        limits = RateLimits(
+            per_user_per_minute=config.rate_limit_per_user_per_minute,
+            per_tenant_per_minute=config.rate_limit_per_tenant_per_minute,
+        )
+        if config.redis_url:
+            return RedisRateLimiter(limits, url=config.redis_url)
+        return InProcessRateLimiter(limits)
 
     def _budgets_from_config(self) -> BudgetLedger | None:
         config = self.config
@@ -309,8 +346,14 @@ class Majordome:
 
     async def _prepare_async(self, request: Request | dict[str, Any]) -> _Prepared:
         """:meth:`_prepare`, asking the LLM intent classifier when the first one is unsure."""
+        return await self._plan(*await self._understand(request))
+
+    async def _understand(self, request: Request | dict[str, Any]) -> tuple[Request, RequestFeatures, float, float]:
+        """The request parsed, rate-limited and understood: (request, features, started, deadline_s)."""
         started = time.monotonic()
         req = Request.parse(request)
+        if self.rate_limiter is not None:
+            await self.rate_limiter.check(req.tenant, req.user)
         deadline_s = self._deadline(req)
         features = self._features(req)
         llm = self.router.llm
@@ -322,6 +365,10 @@ class Majordome:
             verdict = await llm.classify(features.text, trace_id=req.trace_id or "")
             if verdict is not None:
                 features = self.router.with_intent(features, verdict[0], verdict[1], "llm")
+        return req, features, started, deadline_s
+
+    async def _plan(self, req: Request, features: RequestFeatures, started: float, deadline_s: float) -> _Prepared:
+        """Grounding, budget, decision and the call's plan for an understood request."""
         grounding = await self._ground(req, features)
         if grounding is not None:  # the context-window check counts the quoted passages
             features = dataclasses.replace(features, retrieved_tokens=grounding.tokens)
@@ -367,6 +414,73 @@ class Majordome:
             boost=self.config.grounding_boost,
         )
         return build_grounding(hits, budget_tokens=self.config.grounding_budget_tokens)
+
+    def _cache_key(self, req: Request, features: RequestFeatures) -> CacheKey | None:
+        """The request's cache key, or None when it must not be cached (the policy says so for
+        its intent, or it is grounded: the key does not cover the knowledge base's content)."""
+        if self.cache is None:
+            return None
+        grounded = req.ground if req.ground is not None else features.intent in self.config.grounding_intents
+        if grounded and self.knowledge is not None:
+            return None
+        from majordome.cache import CachePolicy, Uncacheable
+
+        try:
+            return CachePolicy().key(req, intent=features.intent, policy_version=self.router.policy.version)
+        except Uncacheable:
+            return None
+
+    def _from_cache(self, req: Request, features: RequestFeatures, hit: CachedAnswer, started: float) -> Answer:
+        decision = RoutingDecision(
+            chosen=hit.model,
+            chain=(hit.model,),
+            rejected={},
+            policy=self.router.policy.version,
+            intent=features.intent,
+            intent_confidence=features.intent_confidence,
+            intent_source=features.intent_source,
+            language=features.language,
+            job_type=features.job_type,
+            note="; served from the response cache",
+        )
+        deployment = self._deployments.get(hit.model)
+        return Answer(
+            text=hit.text,
+            model=hit.model,
+            served_by="response cache",
+            substituted=deployment.substituted if deployment is not None else False,
+            usage=hit.usage,
+            cost_usd=0.0,
+            latency_ms=(time.monotonic() - started) * 1000,
+            trace_id=req.trace_id or uuid.uuid4().hex,
+            attempts=(),
+            decision=decision,
+            cached=True,
+            cache_age_s=max(0.0, time.time() - hit.created_at),
+            cached_trace_id=hit.trace_id,
+        )
+
+    def _cache_put(self, key: CacheKey, req: Request, features: RequestFeatures, answer: Answer) -> None:
+        """Keep a complete answer for the intent's TTL, off the request path."""
+        cache = self.cache
+        if cache is None or answer.finish_reason == "length" or not answer.text:
+            return
+        from majordome.cache import CachedAnswer, CachePolicy
+
+        ttl = CachePolicy().ttl_for(features.intent)
+        entry = CachedAnswer(
+            text=answer.text,
+            model=answer.model,
+            usage=answer.usage,
+            trace_id=answer.trace_id,
+            created_at=time.time(),
+            intent=features.intent,
+            language=features.language,
+            tenant=req.tenant,
+        )
+        task = asyncio.get_running_loop().create_task(cache.put(key, entry, ttl))
+        self._cache_writes.add(task)
+        task.add_done_callback(self._cache_writes.discard)
 
     async def _decide_within_budget(
         self,
@@ -564,7 +678,13 @@ class Majordome:
 
     async def ask(self, request: Request | dict[str, Any]) -> Answer:
         """Route ``request``, call the chosen model (with retries and fallbacks) and answer."""
-        p = await self._prepare_async(request)
+        req, features, started, deadline_s = await self._understand(request)
+        key = self._cache_key(req, features)
+        if key is not None and self.cache is not None:
+            hit = await self.cache.get(key)
+            if hit is not None:
+                return self._from_cache(req, features, hit, started)
+        p = await self._plan(req, features, started, deadline_s)
         try:
             response = await p.chain.complete(p.model_request)
         except MajordomeError as error:
@@ -579,12 +699,22 @@ class Majordome:
             raise
         answer = self._answer(p, response)
         await self._settle(p, answer.cost_usd)
+        if key is not None:
+            self._cache_put(key, req, features, answer)
         return answer
 
     async def stream(self, request: Request | dict[str, Any]) -> AsyncIterator[StreamEvent]:
         """Like :meth:`ask`, as :class:`TextDelta`/:class:`ReasoningDelta` events, then one
         :class:`Completed` with the whole answer, usage and cost."""
-        p = await self._prepare_async(request)
+        req, features, started, deadline_s = await self._understand(request)
+        key = self._cache_key(req, features)
+        if key is not None and self.cache is not None:
+            hit = await self.cache.get(key)
+            if hit is not None:
+                yield TextDelta(hit.text)
+                yield Completed(self._from_cache(req, features, hit, started))
+                return
+        p = await self._plan(req, features, started, deadline_s)
         text: list[str] = []
         reasoning: list[str] = []
         usage: Usage | None = None
@@ -625,6 +755,8 @@ class Majordome:
         )
         answer = self._answer(p, response)
         await self._settle(p, answer.cost_usd)
+        if key is not None:
+            self._cache_put(key, req, features, answer)
         yield Completed(answer)
 
     # -- feedback ------------------------------------------------------------------------------
@@ -680,6 +812,12 @@ class Majordome:
             await deployment.model.aclose()
         if self._owns_budgets and self.budgets is not None:
             await self.budgets.close()
+        if self._cache_writes:
+            await asyncio.gather(*self._cache_writes, return_exceptions=True)
+        if self._owns_cache and self.cache is not None:
+            await self.cache.aclose()
+        if self._owns_rate_limiter and self.rate_limiter is not None:
+            await self.rate_limiter.aclose()
 
     def close(self) -> None:
         """Close everything the synchronous methods opened, and stop their thread (and the

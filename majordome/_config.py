@@ -91,6 +91,12 @@ class MajordomeConfig(BaseModel):
     """Intents never explored."""
     record_prompts: bool = True
     """Keep prompts and answers in the feedback store (the outcome export and edit feedback need them)."""
+    response_cache: Literal["off", "memory", "redis"] = "off"
+    """Serve identical requests again from a cache (TTL per intent; never across tenants): in this
+    process, or shared through ``redis_url``. Off by default: a repeated request calls a model."""
+    rate_limit_per_user_per_minute: int | None = Field(default=None, ge=1)
+    rate_limit_per_tenant_per_minute: int | None = Field(default=None, ge=1)
+    """Library-level rate limits (``RateLimited`` with the retry time); shared through ``redis_url``."""
 
     def deadline_for(self, job_type: str | None) -> float:
         if job_type is None:
@@ -136,6 +142,7 @@ ENV_FIELDS: dict[str, str] = {
     "MAJORDOME_BUDGET_DAILY_USD": "budget_daily_usd",
     "MAJORDOME_BUDGET_MONTHLY_USD": "budget_monthly_usd",
     "MAJORDOME_EXPLORE_SHARE": "explore_share",
+    "MAJORDOME_RESPONSE_CACHE": "response_cache",
 }
 # Read elsewhere (not configuration of a Majordome): accepted, not refused as typos.
 _OTHER_VARIABLES = {

@@ -104,6 +104,11 @@ class Answer:
     finish_reason: str | None = None
     citations: tuple[Citation, ...] = ()
     """The knowledge-base passages the prompt quoted (grounded answers only)."""
+    cached: bool = False
+    """Served from the response cache: no model was called and it cost nothing."""
+    cache_age_s: float | None = None
+    cached_trace_id: str | None = None
+    """The trace of the answer the cache holds (its decision and feedback live there)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -30,6 +30,7 @@ from majordome._errors import (
 )
 from majordome._logging import get_logger
 from majordome._types import Answer, Completed, StreamEvent, TextDelta
+from majordome.quotas import QuotaExhausted, RateLimited
 from majordome.server._auth import ApiKeys
 from majordome.server._limits import RateLimiter, ServerLimits, retry_after_header
 from majordome.server._wire import (
@@ -89,6 +90,11 @@ def api_error(error: BaseException) -> ApiError:
         return ApiError(400, str(error), "invalid_request_error", "unsupported_capability")
     if isinstance(error, BadRequestError):
         return ApiError(400, str(error), "invalid_request_error", "invalid_request")
+    if isinstance(error, RateLimited | QuotaExhausted):
+        wait = error.retry_after_s if error.retry_after_s != float("inf") else 60.0
+        return ApiError(
+            429, str(error), "rate_limit_error", "rate_limited", headers={"retry-after": retry_after_header(wait)}
+        )
     if isinstance(error, BudgetExceeded):
         # 402, not 429: a spent budget does not come back by retrying (and OpenAI clients retry 429)
         return ApiError(402, "the tenant's budget is spent", "insufficient_quota", "budget_exceeded")
