@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from majordome.feedback.budgets import BudgetLedger, BudgetStatus, Reservation
     from majordome.feedback.loop import FeedbackLoop, FeedbackResult
     from majordome.knowledge.base import KnowledgeBase
-    from majordome.quotas import RateLimiter
+    from majordome.quotas import RateLimiter, Throttle
 
 __all__ = ["Majordome", "ModelInfo"]
 
@@ -109,7 +109,9 @@ class Majordome:
         env = dict(os.environ) if env is None else dict(env)
         self.config = config or MajordomeConfig()
         self.catalogue = catalogue or Catalogue.load(self.config.catalogue_file, env)
+        self.throttle = self._throttle_from_config()
         settings = DeploymentSettings(
+            throttle=self.throttle,
             offline=self.config.offline,
             local_model_path=self.config.local_model_path,
             local_n_ctx=self.config.local_n_ctx,
@@ -161,6 +163,23 @@ class Majordome:
         self._owns_rate_limiter = rate_limiter is None and self.rate_limiter is not None
         self._cache_writes: set[asyncio.Task[None]] = set()
         self._portal = _Portal()
+
+    def _throttle_from_config(self) -> Throttle | None:
+        quotas = self.config.deployment_quotas
+        if not quotas:
+            return None
+        from majordome.quotas import DeploymentQuota, InProcessThrottle, RedisThrottle
+
+        by_deployment = {}
+        for model_id, quota in quotas.items():
+            spec = self.catalogue.resolve(model_id)
+            unknown = set(quota) - {"rpm", "tpm"}
+            if unknown:
+                raise ConfigurationError(f"deployment_quotas.{model_id}: unknown keys {sorted(unknown)} (rpm, tpm)")
+            by_deployment[spec.deployment] = DeploymentQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"))
+        if self.config.redis_url:
+            return RedisThrottle(by_deployment, url=self.config.redis_url)
+        return InProcessThrottle(by_deployment)
 
     def _cache_from_config(self) -> ResponseCache | None:
         mode = self.config.response_cache
@@ -818,6 +837,8 @@ class Majordome:
             await self.cache.aclose()
         if self._owns_rate_limiter and self.rate_limiter is not None:
             await self.rate_limiter.aclose()
+        if self.throttle is not None:
+            await self.throttle.aclose()
 
     def close(self) -> None:
         """Close everything the synchronous methods opened, and stop their thread (and the

@@ -94,6 +94,10 @@ class MajordomeConfig(BaseModel):
     response_cache: Literal["off", "memory", "redis"] = "off"
     """Serve identical requests again from a cache (TTL per intent; never across tenants): in this
     process, or shared through ``redis_url``. Off by default: a repeated request calls a model."""
+    deployment_quotas: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Per catalogue model: ``{"rpm": …, "tpm": …}`` requests and tokens a minute its deployment
+    allows; a call waits briefly for room, else the next candidate answers (shared through
+    ``redis_url``)."""
     rate_limit_per_user_per_minute: int | None = Field(default=None, ge=1)
     rate_limit_per_tenant_per_minute: int | None = Field(default=None, ge=1)
     """Library-level rate limits (``RateLimited`` with the retry time); shared through ``redis_url``."""

@@ -38,6 +38,7 @@ class DeploymentSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     max_connections: int = 1000
+    throttle: Any = None  # a majordome.quotas.Throttle shared by every deployment, or None
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def build_deployments(
             provider = _remote_provider(slot, endpoint, env, settings.max_connections)
             key = f"{slot.api}:{endpoint}:{slot.deployment}"
             remote = True
-        model = ResilientModel(provider, spec, retry=settings.retry, breaker=breaker(key), rng=rng)
+        model = ResilientModel(
+            provider, spec, retry=settings.retry, breaker=breaker(key), rng=rng, throttle=settings.throttle
+        )
         deployments[slot.id] = Deployment(slot=slot, spec=spec, model=model, substituted=substituted, remote=remote)
     return deployments
 

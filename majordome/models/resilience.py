@@ -12,18 +12,21 @@ token; after it, the error surfaces as :class:`StreamInterrupted` with the text 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from majordome._errors import (
     CircuitOpenError,
     DeadlineExceeded,
+    MajordomeError,
     ProviderError,
     ProviderHTTPError,
     ProviderRateLimited,
@@ -45,6 +48,9 @@ from majordome.models.catalogue import ModelSpec
 from majordome.models.messages import Usage
 from majordome.models.reasoning import ThinkSplitter, split_reasoning
 from majordome.models.tokens import count_tokens, estimate_prompt_tokens
+
+if TYPE_CHECKING:
+    from majordome.quotas import Throttle
 
 __all__ = ["BreakerPolicy", "CircuitBreaker", "ResilientModel", "RetryPolicy"]
 
@@ -197,11 +203,15 @@ class ResilientModel(Model):
         breaker: CircuitBreaker,
         rng: random.Random | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
+        throttle: Throttle | None = None,
+        quota_wait_s: float = 2.0,
     ) -> None:
         self.provider = provider
         self.spec = spec
         self.retry = retry
         self.breaker = breaker
+        self.throttle = throttle
+        self.quota_wait_s = quota_wait_s
         self.label = provider.label
         self._rng = rng or random.Random()
         self._sleep = sleep
@@ -306,6 +316,7 @@ class ResilientModel(Model):
         number = 0
         while True:
             number += 1
+            taken = await self._take_quota(ctx, request, number)
             timeout = self._attempt_timeout(ctx)
             ticket = self._check_breaker()
             started = time.monotonic()
@@ -313,6 +324,7 @@ class ResilientModel(Model):
                 async with asyncio.timeout(timeout):
                     response = await self.provider.complete(request)
             except ProviderError as error:
+                await self._settle_quota(taken, 0)
                 self._fail(error, ticket)
                 self._record(ctx, number, started, error)
                 if not await self._wait_before_retry(ctx, error, number):
@@ -336,7 +348,39 @@ class ResilientModel(Model):
             response.model = self.spec.id
             attempt = self._record(ctx, number, started, None, response.usage)
             response.cost_usd = attempt.cost_usd
+            await self._settle_quota(taken, response.usage.input_tokens + response.usage.output_tokens)
             return response
+
+    async def _take_quota(self, ctx: CallContext, request: ModelRequest, number: int) -> int:
+        """Take this call's estimated tokens from the deployment's quota (waiting at most
+        ``quota_wait_s``, within the deadline); a deployment at its quota answers as a 429 would,
+        so the fallback chain moves on instead of queueing into one. Returns the tokens taken."""
+        if self.throttle is None:
+            return 0
+        from majordome.quotas import QuotaExhausted
+
+        estimate = estimate_prompt_tokens(request.messages) + (request.max_output_tokens or 0)
+        started = time.monotonic()
+        deadline = started + max(0.0, min(self.quota_wait_s, ctx.remaining()))
+        try:
+            grant = await self.throttle.acquire(self.spec.deployment, estimate, deadline)
+        except QuotaExhausted as exc:
+            error = ProviderRateLimited(
+                f"{self.spec.deployment} is at its quota",
+                retry_after=exc.retry_after_s,
+                model=self.spec.id,
+                deployment=self.spec.deployment,
+            )
+            self._record(ctx, number, started, error)  # the answer's attempts show the hand-over
+            raise error from exc
+        return grant.tokens
+
+    async def _settle_quota(self, taken: int, used: int) -> None:
+        """Settle the quota with what the call really used (0 gives the estimate back)."""
+        if self.throttle is None or not taken:
+            return
+        with contextlib.suppress(MajordomeError):  # the buckets refill on their own; the answer stands
+            await self.throttle.adjust(self.spec.deployment, used - taken)
 
     def _timeout_error(self, timeout: float) -> ProviderTimeout:
         return ProviderTimeout(
@@ -359,6 +403,7 @@ class ResilientModel(Model):
         number = 0
         while True:
             number += 1
+            taken = await self._take_quota(ctx, request, number)
             timeout = self._attempt_timeout(ctx)
             ticket = self._check_breaker()
             started = time.monotonic()
@@ -402,6 +447,7 @@ class ResilientModel(Model):
                     )
                     self._record(ctx, number, started, interrupted)
                     raise interrupted from error
+                await self._settle_quota(taken, 0)
                 self._fail(error, ticket)
                 self._record(ctx, number, started, error)
                 if not await self._wait_before_retry(ctx, error, number):
@@ -416,5 +462,6 @@ class ResilientModel(Model):
             thought = "".join(reasoning) + tail_reasoning
             usage = self._usage(request, reported, text, thought or None)
             self._record(ctx, number, started, None, usage)
+            await self._settle_quota(taken, usage.input_tokens + usage.output_tokens)
             yield StreamChunk(text=tail_text, reasoning=tail_reasoning, finish_reason=finish, usage=usage)
             return
