@@ -31,7 +31,7 @@ from majordome.router.quality import PriorQuality, load_quality
 from majordome.router.router import Router
 
 if TYPE_CHECKING:
-    from majordome.cache import CachedAnswer, CacheKey, ResponseCache
+    from majordome.cache import CachedAnswer, CacheKey, CachePolicy, ResponseCache
     from majordome.feedback.budgets import BudgetLedger, BudgetStatus, Reservation
     from majordome.feedback.loop import FeedbackLoop, FeedbackResult
     from majordome.knowledge.base import KnowledgeBase
@@ -158,6 +158,11 @@ class Majordome:
             self.feedback_loop.attach(self.router, list(self._specs))
         self._sync_task: asyncio.Future[None] | None = None
         self.cache = cache if cache is not None else self._cache_from_config()
+        self.cache_policy: CachePolicy | None = None
+        if self.cache is not None:
+            from majordome.cache import CachePolicy
+
+            self.cache_policy = CachePolicy()
         self._owns_cache = cache is None and self.cache is not None
         self.rate_limiter = rate_limiter if rate_limiter is not None else self._rate_limiter_from_config()
         self._owns_rate_limiter = rate_limiter is None and self.rate_limiter is not None
@@ -355,18 +360,6 @@ class Majordome:
                 "every slot and reads text only; configure the endpoints of the models that can"
             ) from error
 
-    def _prepare(self, request: Request | dict[str, Any]) -> _Prepared:
-        started = time.monotonic()
-        req = Request.parse(request)
-        deadline_s = self._deadline(req)
-        features = self._features(req)
-        decision = self._decide(req, features, started + deadline_s)
-        return self._prepared(req, features, decision, started, deadline_s)
-
-    async def _prepare_async(self, request: Request | dict[str, Any]) -> _Prepared:
-        """:meth:`_prepare`, asking the LLM intent classifier when the first one is unsure."""
-        return await self._plan(*await self._understand(request))
-
     async def _understand(self, request: Request | dict[str, Any]) -> tuple[Request, RequestFeatures, float, float]:
         """The request parsed, rate-limited and understood: (request, features, started, deadline_s)."""
         started = time.monotonic()
@@ -437,15 +430,16 @@ class Majordome:
     def _cache_key(self, req: Request, features: RequestFeatures) -> CacheKey | None:
         """The request's cache key, or None when it must not be cached (the policy says so for
         its intent, or it is grounded: the key does not cover the knowledge base's content)."""
-        if self.cache is None:
+        policy = self.cache_policy
+        if self.cache is None or policy is None:
             return None
         grounded = req.ground if req.ground is not None else features.intent in self.config.grounding_intents
         if grounded and self.knowledge is not None:
             return None
-        from majordome.cache import CachePolicy, Uncacheable
+        from majordome.cache import Uncacheable
 
         try:
-            return CachePolicy().key(req, intent=features.intent, policy_version=self.router.policy.version)
+            return policy.key(req, intent=features.intent, policy_version=self.router.policy.version)
         except Uncacheable:
             return None
 
@@ -481,12 +475,12 @@ class Majordome:
 
     def _cache_put(self, key: CacheKey, req: Request, features: RequestFeatures, answer: Answer) -> None:
         """Keep a complete answer for the intent's TTL, off the request path."""
-        cache = self.cache
-        if cache is None or answer.finish_reason == "length" or not answer.text:
+        cache, policy = self.cache, self.cache_policy
+        if cache is None or policy is None or answer.finish_reason == "length" or not answer.text:
             return
-        from majordome.cache import CachedAnswer, CachePolicy
+        from majordome.cache import CachedAnswer
 
-        ttl = CachePolicy().ttl_for(features.intent)
+        ttl = policy.ttl_for(features.intent)
         entry = CachedAnswer(
             text=answer.text,
             model=answer.model,
