@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from majordome.feedback.budgets import BudgetLedger, BudgetStatus, Reservation
     from majordome.feedback.loop import FeedbackLoop, FeedbackResult
     from majordome.knowledge.base import KnowledgeBase
-    from majordome.quotas import RateLimiter, Throttle
+    from majordome.quotas import RateLimiter, Room, Throttle
 
 __all__ = ["Majordome", "ModelInfo"]
 
@@ -183,8 +183,8 @@ class Majordome:
                 raise ConfigurationError(f"deployment_quotas.{model_id}: unknown keys {sorted(unknown)} (rpm, tpm)")
             by_deployment[spec.deployment] = DeploymentQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"))
         if self.config.redis_url:
-            return RedisThrottle(by_deployment, url=self.config.redis_url)
-        return InProcessThrottle(by_deployment)
+            return RedisThrottle(by_deployment, url=self.config.redis_url, window_s=self.config.quota_window_s)
+        return InProcessThrottle(by_deployment, window_s=self.config.quota_window_s)
 
     def _cache_from_config(self) -> ResponseCache | None:
         mode = self.config.response_cache
@@ -322,6 +322,7 @@ class Majordome:
         status: BudgetStatus | None = None,
         explore: bool = False,
         pinned_model: str | None = None,
+        rooms: Mapping[str, Room] | None = None,
     ) -> RoutingDecision:
         pinned = pinned_model or (self.catalogue.resolve(req.model).id if req.model else None)
         max_cost = req.max_cost_usd
@@ -350,6 +351,7 @@ class Majordome:
                 max_cost_usd=max_cost,
                 lambda_usd=lambda_usd,
                 explore=explore,
+                rooms=rooms,
             )
         except CapabilityError as error:
             substituted = [d for d in self._deployments.values() if d.substituted]
@@ -508,12 +510,13 @@ class Majordome:
         budgets = self.budgets
         free = self.config.budget_free_model
         free_id = self.catalogue.resolve(free).id if free is not None else None
+        rooms = await self._rooms()
         try:
             if status is not None and status.remaining_usd is not None and status.remaining_usd <= 0:
                 raise BudgetExceeded(
                     f"tenant {req.tenant!r} has spent its budget", tenant=req.tenant, remaining_usd=status.remaining_usd
                 )
-            decision = self._decide(req, features, deadline, status=status, explore=explore)
+            decision = self._decide(req, features, deadline, status=status, explore=explore, rooms=rooms)
             if budgets is None:
                 return decision, None
             expected = next((c.cost_usd for c in decision.candidates if c.model == decision.chosen), 0.0)
@@ -521,8 +524,34 @@ class Majordome:
         except BudgetExceeded:
             if free_id is None or free_id not in self._specs:
                 raise
-            decision = self._decide(req, features, deadline, pinned_model=free_id)
+            decision = self._decide(req, features, deadline, pinned_model=free_id, rooms=rooms)
             return decision, None
+
+    async def _rooms(self) -> dict[str, Room] | None:
+        """The quota room of each model whose deployment has a quota (None: no throttle)."""
+        throttle = self.throttle
+        if throttle is None:
+            return None
+        found = await throttle.rooms(spec.deployment for spec in self._specs.values())
+        return {m: found[s.deployment] for m, s in self._specs.items() if s.deployment in found}
+
+    @staticmethod
+    def _at_quota(error: MajordomeError) -> MajordomeError:
+        """``error`` itself, or :class:`~majordome.quotas.QuotaExhausted` when every candidate
+        was refused by its deployment's quota (no model was called): the caller may retry later."""
+        causes = getattr(error, "causes", ())
+        refusals = [c.__cause__ for _, c in causes]
+        from majordome.quotas import QuotaExhausted
+
+        if not causes or not all(isinstance(r, QuotaExhausted) for r in refusals):
+            return error
+        soonest = min((r for r in refusals if isinstance(r, QuotaExhausted)), key=lambda r: r.retry_after_s)
+        return QuotaExhausted(
+            f"every candidate deployment is at its quota ({', '.join(m for m, _ in causes)}); "
+            f"room in {soonest.retry_after_s:.1f} s",
+            deployment=soonest.deployment,
+            retry_after_s=soonest.retry_after_s,
+        )
 
     def _sync_learner(self, loop: FeedbackLoop) -> None:
         try:
@@ -551,7 +580,11 @@ class Majordome:
         self, req: Request, features: RequestFeatures, decision: RoutingDecision, started: float, deadline_s: float
     ) -> _Prepared:
         context = CallContext(
-            trace_id=req.trace_id or uuid.uuid4().hex, deadline=started + deadline_s, deadline_s=deadline_s
+            trace_id=req.trace_id or uuid.uuid4().hex,
+            deadline=started + deadline_s,
+            deadline_s=deadline_s,
+            # every candidate at its quota: wait for room until the deadline rather than hand over
+            quota_wait_s=deadline_s if decision.quota_wait_s > 0 else None,
         )
         chain = FallbackModel([(m, self._deployments[m].model) for m in decision.chain])
         chosen = self._specs[decision.chosen]
@@ -706,6 +739,9 @@ class Majordome:
             # A request refused at once (every circuit open) never suspended: let the loop run, so
             # a worker retrying in a tight loop cannot starve the calls that would close them.
             await asyncio.sleep(0)
+            typed = self._at_quota(error)
+            if typed is not error:
+                raise typed from error
             raise
         except BaseException:
             await self._settle(p, None)
@@ -752,6 +788,9 @@ class Majordome:
             # A request refused at once (every circuit open) never suspended: let the loop run, so
             # a worker retrying in a tight loop cannot starve the calls that would close them.
             await asyncio.sleep(0)
+            typed = self._at_quota(error)
+            if typed is not error:
+                raise typed from error
             raise
         except BaseException:  # the reader stopped early (GeneratorExit) or was cancelled
             await self._settle(p, None)
@@ -789,9 +828,7 @@ class Majordome:
         reward and learnt from. Unknown trace → :class:`~majordome.feedback.loop.UnknownTrace`."""
         if self.feedback_loop is None:
             raise ConfigurationError("this Majordome records no feedback: set feedback_store (or pass feedback=)")
-        return self.feedback_loop.record_feedback(
-            trace_id, kind, value, draft=draft, idempotency_key=idempotency_key
-        )
+        return self.feedback_loop.record_feedback(trace_id, kind, value, draft=draft, idempotency_key=idempotency_key)
 
     async def afeedback(
         self,

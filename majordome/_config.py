@@ -98,6 +98,8 @@ class MajordomeConfig(BaseModel):
     """Per catalogue model: ``{"rpm": …, "tpm": …}`` requests and tokens a minute its deployment
     allows; a call waits briefly for room, else the next candidate answers (shared through
     ``redis_url``)."""
+    quota_window_s: float = Field(default=60.0, gt=0)
+    """The window of ``deployment_quotas`` (a minute; shorter only to test or benchmark them)."""
     rate_limit_per_user_per_minute: int | None = Field(default=None, ge=1)
     rate_limit_per_tenant_per_minute: int | None = Field(default=None, ge=1)
     """Library-level rate limits (``RateLimited`` with the retry time); shared through ``redis_url``."""

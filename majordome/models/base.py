@@ -42,6 +42,7 @@ class CallContext:
     deadline: float  # time.monotonic() value after which nothing more is tried
     deadline_s: float
     attempts: list[Attempt] = field(default_factory=list)
+    quota_wait_s: float | None = None  # how long a call may wait for its deployment's quota (None: the model's own)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -353,15 +353,17 @@ class ResilientModel(Model):
 
     async def _take_quota(self, ctx: CallContext, request: ModelRequest, number: int) -> int:
         """Take this call's estimated tokens from the deployment's quota (waiting at most
-        ``quota_wait_s``, within the deadline); a deployment at its quota answers as a 429 would,
-        so the fallback chain moves on instead of queueing into one. Returns the tokens taken."""
+        ``quota_wait_s``, or the context's when it sets one, within the deadline); a deployment
+        at its quota answers as a 429 would, so the fallback chain moves on instead of queueing
+        into one. Returns the tokens taken."""
         if self.throttle is None:
             return 0
         from majordome.quotas import QuotaExhausted
 
         estimate = estimate_prompt_tokens(request.messages) + (request.max_output_tokens or 0)
         started = time.monotonic()
-        deadline = started + max(0.0, min(self.quota_wait_s, ctx.remaining()))
+        wait = self.quota_wait_s if ctx.quota_wait_s is None else ctx.quota_wait_s
+        deadline = started + max(0.0, min(wait, ctx.remaining()))
         try:
             grant = await self.throttle.acquire(self.spec.deployment, estimate, deadline)
         except QuotaExhausted as exc:

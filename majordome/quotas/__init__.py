@@ -1,7 +1,9 @@
 """Quotas: client-side throttling of deployments to their rpm/tpm quotas, and rate limits of the
 library's callers per user and tenant, in process or shared through Redis.
 
-Not yet wired into :class:`majordome.Majordome`; use the pieces directly::
+The Majordome builds them from its config (``deployment_quotas``, ``rate_limit_per_*``,
+``redis_url``) and its router weighs each deployment's :class:`Room`; the pieces also work
+alone::
 
     throttle = RedisThrottle({"gpt-4o-eu": DeploymentQuota(rpm=100, tpm=100_000)}, url=redis_url)
     grant = await throttle.acquire("gpt-4o-eu", estimated_tokens, deadline=time.monotonic() + 5)
@@ -23,6 +25,7 @@ from majordome.quotas._throttle import (
     QuotaExceedsCapacity,
     QuotaExhausted,
     RedisThrottle,
+    Room,
     Saturation,
     Throttle,
     Wait,
@@ -40,6 +43,7 @@ __all__ = [
     "RateLimits",
     "RedisRateLimiter",
     "RedisThrottle",
+    "Room",
     "Saturation",
     "Throttle",
     "Wait",

@@ -20,7 +20,7 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -39,6 +39,7 @@ __all__ = [
     "QuotaExceedsCapacity",
     "QuotaExhausted",
     "RedisThrottle",
+    "Room",
     "Saturation",
     "Throttle",
     "Wait",
@@ -107,6 +108,38 @@ class Wait:
 
 
 @dataclass(frozen=True, slots=True)
+class Room:
+    """A deployment's buckets as last read: (level, capacity, refill per second) of its request
+    bucket and of its token bucket (None: that dimension is unlimited), and the cost multiplier
+    its headroom maps to (see :class:`Saturation`; capped at its ``max_multiplier`` here: whether a
+    call fits is :meth:`wait_s`'s to say). What the router weighs; the call itself still takes
+    from the buckets, which decide."""
+
+    requests: tuple[float, float, float] | None
+    tokens: tuple[float, float, float] | None
+    cost_multiplier: float = 1.0
+
+    @property
+    def headroom(self) -> float:
+        """How full the buckets are, in [0, 1]: the emptier of the two."""
+        shares = [min(1.0, max(0.0, b[0] / b[1])) for b in (self.requests, self.tokens) if b is not None]
+        return min(shares, default=1.0)
+
+    def wait_s(self, tokens: int) -> float:
+        """Seconds until one call of ``tokens`` would fit (0: now; inf: never)."""
+        wait = 0.0
+        for bucket, amount in ((self.requests, 1.0), (self.tokens, float(tokens))):
+            if bucket is None:
+                continue
+            level, capacity, rate = bucket
+            if amount > capacity:
+                return math.inf
+            if level < amount:
+                wait = max(wait, (amount - level) / rate if rate > 0 else math.inf)
+        return wait
+
+
+@dataclass(frozen=True, slots=True)
 class Saturation:
     """Maps a deployment's headroom (1: buckets full, 0: empty) to a cost multiplier for routing.
 
@@ -163,6 +196,9 @@ class Throttle(ABC):
                 raise ConfigurationError(f"quota of deployment {name!r} must be a DeploymentQuota, got {quota!r}")
         self.quotas = dict(quotas)
         self.window_s = window_s
+        self.saturation = Saturation()
+        self.room_max_age_s = 0.05
+        self._rooms: dict[str, tuple[float, Room]] = {}
         self._clock = clock
         self._sleep = sleep
         self._rng = random.Random()
@@ -201,6 +237,8 @@ class Throttle(ABC):
                     retry_after_s=math.inf,
                 )
         outcome = await self._run("take", specs)
+        if specs:
+            self._seen(deployment, outcome.levels, self._clock())
         if outcome.taken:
             return Acquired(deployment, tokens)
         return Wait(outcome.wait_s)
@@ -229,6 +267,7 @@ class Throttle(ABC):
         specs = [s for s in self._specs(deployment, 0.0, float(delta_tokens)) if s.key.endswith(":tok")]
         if specs and delta_tokens:
             await self._run("give", specs)
+            self._rooms.pop(deployment, None)
 
     async def headroom(self, deployment: str) -> float:
         """How full the deployment's buckets are, in [0, 1]: the emptier of the two (1.0 without a
@@ -238,6 +277,40 @@ class Throttle(ABC):
             return 1.0
         outcome = await self._run("peek", specs)
         return min(max(0.0, min(1.0, level / spec.capacity)) for spec, level in zip(specs, outcome.levels, strict=True))
+
+    async def room(self, deployment: str) -> Room | None:
+        """The deployment's buckets now (None without a quota), with the cost multiplier of
+        :attr:`saturation`. Read at most every ``room_max_age_s`` per deployment: concurrent
+        requests share one read (the buckets move slowly next to a request's rate)."""
+        quota = self.quotas.get(deployment)
+        if quota is None:
+            return None
+        now = self._clock()
+        cached = self._rooms.get(deployment)
+        if cached is not None and now - cached[0] < self.room_max_age_s:
+            return cached[1]
+        outcome = await self._run("peek", self._specs(deployment, 0.0, 0.0))
+        return self._seen(deployment, outcome.levels, now)
+
+    def _seen(self, deployment: str, levels: tuple[float, ...], now: float) -> Room:
+        """Remember the levels an operation read (every operation returns them)."""
+        req, tok = self.quotas[deployment].buckets(self.window_s)
+        found = iter(levels)
+        requests = (next(found), *req) if req is not None else None
+        tokens = (next(found), *tok) if tok is not None else None
+        room = Room(requests, tokens)
+        multiplier = min(self.saturation.multiplier(room.headroom), self.saturation.max_multiplier)
+        room = Room(requests, tokens, multiplier)
+        self._rooms[deployment] = (now, room)
+        return room
+
+    async def rooms(self, deployments: Iterable[str]) -> dict[str, Room]:
+        """:meth:`room` of each deployment that has a quota (read concurrently)."""
+        names = [d for d in dict.fromkeys(deployments) if d in self.quotas]
+        if not names:
+            return {}
+        found = await asyncio.gather(*(self.room(d) for d in names))
+        return {d: r for d, r in zip(names, found, strict=True) if r is not None}
 
     async def aclose(self) -> None:
         return None

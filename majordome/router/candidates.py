@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 from majordome._errors import BudgetExceeded, CapabilityError, ContextWindowExceeded
 from majordome.models.catalogue import MODALITY_CAPABILITY, Capability, ModelSpec
 from majordome.router.decision import RequestFeatures
 
-__all__ = ["check_candidate", "output_reserve", "refuse"]
+__all__ = ["QuotaRoom", "check_candidate", "output_reserve", "refuse"]
+
+
+class QuotaRoom(Protocol):
+    """What the router reads of a deployment's quota (:class:`majordome.quotas.Room`)."""
+
+    @property
+    def cost_multiplier(self) -> float:
+        """>= 1, finite: how much dearer the deployment counts as it nears its quota."""
+
+    def wait_s(self, tokens: int) -> float:
+        """Seconds until a call of ``tokens`` would fit (0: now)."""
 
 
 def output_reserve(spec: ModelSpec, requested: int | None, default: int) -> int:

@@ -109,6 +109,9 @@ class RoutingDecision:
     explored: bool = False
     job_type: str | None = None
     note: str = ""  # added to the reason (e.g. why the deadline could not be honoured)
+    quota_wait_s: float = 0.0
+    """> 0 when every candidate's deployment was at its quota: the chosen one is expected to
+    have room in this many seconds, and the call waits for it (within the deadline)."""
 
     @property
     def reason(self) -> str:
@@ -144,4 +147,5 @@ class RoutingDecision:
             "language": self.language,
             "quality_model": self.quality_model,
             "explored": self.explored,
+            "quota_wait_s": round(self.quota_wait_s, 3),
         }

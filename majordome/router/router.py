@@ -30,7 +30,7 @@ from majordome.knowledge.embeddings import Embedder, StaticEmbedder, cache_dir
 from majordome.models.catalogue import ModelSpec
 from majordome.models.messages import Message, Modality
 from majordome.models.tokens import estimate_prompt_tokens, prompt_tokens_upper_bound
-from majordome.router.candidates import check_candidate, output_reserve, refuse
+from majordome.router.candidates import QuotaRoom, check_candidate, output_reserve, refuse
 from majordome.router.decision import CandidateScore, RequestFeatures, RoutingDecision
 from majordome.router.intents import INTENTS, IntentClassifier, LLMIntentClassifier, packaged_utterances, split_held_out
 from majordome.router.language import LanguageDetector
@@ -359,13 +359,18 @@ class Router:
         lambda_usd: float | None = None,
         quality: Sequence[float] | None = None,
         explore: bool = False,
+        rooms: Mapping[str, QuotaRoom] | None = None,
     ) -> RoutingDecision:
         """Rank the eligible models by utility. ``pinned`` skips the ranking (that model or a
         typed error). ``quality`` (one value per spec, in order) replaces the quality model's
         prediction, for batch evaluation. ``explore``: when the quality model can sample its
         posterior (the online learner), choose by a sampled quality instead (Thompson sampling);
         the decision is flagged ``explored`` when that changed the choice. The caller decides
-        which requests may explore (share of traffic, sensitive intents, budget)."""
+        which requests may explore (share of traffic, sensitive intents, budget). ``rooms``: the
+        quota of each model's deployment (by model id; none: unlimited): a deployment nearing its
+        quota counts as dearer (its cost times the room's multiplier), one that cannot take this
+        request now is left out while another can; when none can, the one with room soonest
+        goes first and the decision's ``quota_wait_s`` says how long it is expected to wait."""
         policy = self._policy
         lam, mu = policy.weights(tenant, features.tier)
         if lambda_usd is not None:
@@ -406,12 +411,15 @@ class Router:
         scored: list[CandidateScore] = []
         expected = self.usage.expected
         intent = features.intent
+        dearer: dict[str, float] = {}
         for model_id, q in zip(eligible, q_values, strict=True):
             spec = specs[model_id]
             out = min(expected(intent, spec, policy), reserves[model_id])
             cost = (prompt * spec.price_input_per_mtok + out * spec.price_output_per_mtok) / 1e6
             latency = spec.ttft_ms / 1000 + out / spec.output_tokens_per_s
-            scored.append(CandidateScore(model_id, q, cost, latency, q - lam * cost - mu * latency, out))
+            room = rooms.get(model_id) if rooms else None
+            weight = lam if room is None else lam * dearer.setdefault(model_id, room.cost_multiplier)
+            scored.append(CandidateScore(model_id, q, cost, latency, q - weight * cost - mu * latency, out))
         late_note = ""
         if time_left_s is not None and pinned is None:
             in_time = [c for c in scored if c.latency_s <= time_left_s]
@@ -437,6 +445,11 @@ class Router:
                     f"${min(c.cost_usd for c in scored):.6f})"
                 )
             scored = affordable
+        quota_wait = 0.0
+        if rooms:
+            scored, quota_wait = self._within_quota(scored, rooms, rejected, prompt, reserves)
+            if quota_wait > 0 and pinned is None:
+                late_note += f"; every candidate is at its quota, so the one with room soonest ({quota_wait:.1f} s)"
         if not late_note:
             scored.sort(key=lambda c: c.utility, reverse=True)
         chosen = scored[0]
@@ -445,7 +458,10 @@ class Router:
         can_read = not self._quality.needs_embedding or features.embed is not None
         if explore and pinned is None and not late_note and len(scored) > 1 and sampler is not None and can_read:
             drawn = sampler(self.inputs([features]), [c.model for c in scored])[0]
-            utilities = [float(q) - lam * c.cost_usd - mu * c.latency_s for q, c in zip(drawn, scored, strict=True)]
+            utilities = [
+                float(q) - lam * dearer.get(c.model, 1.0) * c.cost_usd - mu * c.latency_s
+                for q, c in zip(drawn, scored, strict=True)
+            ]
             pick = scored[max(range(len(scored)), key=utilities.__getitem__)]
             if pick.model != chosen.model:
                 scored.remove(pick)
@@ -468,7 +484,35 @@ class Router:
             language=features.language,
             quality_model=self._quality.kind,
             explored=explored,
+            quota_wait_s=quota_wait,
         )
+
+    @staticmethod
+    def _within_quota(
+        scored: list[CandidateScore],
+        rooms: Mapping[str, QuotaRoom],
+        rejected: dict[str, str],
+        prompt: int,
+        reserves: Mapping[str, int],
+    ) -> tuple[list[CandidateScore], float]:
+        """The candidates whose deployment can take the request now (the others rejected); when
+        none can, all of them, the one with room soonest first, and its expected wait."""
+        waits: dict[str, float] = {}
+        for c in scored:
+            room = rooms.get(c.model)
+            if room is not None:
+                wait = room.wait_s(prompt + reserves[c.model])
+                if wait > 0:
+                    waits[c.model] = wait
+        if not waits:
+            return scored, 0.0
+        free = [c for c in scored if c.model not in waits]
+        if free:
+            for model_id, wait in waits.items():
+                rejected[model_id] = f"deployment at its quota (room in {wait:.1f} s)"
+            return free, 0.0
+        ordered = sorted(scored, key=lambda c: (waits[c.model], -c.utility))
+        return ordered, waits[ordered[0].model]
 
     def _predict(self, features: RequestFeatures, models: Sequence[str]) -> list[float]:
         quality = self._quality

@@ -3,9 +3,13 @@ candidate instead of queueing into a 429."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from majordome import Majordome, MajordomeConfig
 from majordome.models.messages import Usage
-from majordome.quotas import InProcessThrottle
+from majordome.quotas import InProcessThrottle, QuotaExhausted
 from majordome.testing import Reply, ScriptedModel
 
 
@@ -32,9 +36,49 @@ async def test_a_deployment_at_its_quota_hands_over_to_the_next_candidate() -> N
         deployment.model.quota_wait_s = 0.05
     answered = [(await mj.ask(request(i))) for i in range(6)]
     models = [a.model for a in answered]
-    # burst 0.1 of 20 requests a minute: the first two go to the chosen model, then the others answer
+    # burst 0.1 of 20 requests a minute: the first two go to the chosen model, then the router
+    # sees its deployment cannot take a third and routes to the next candidate without trying it
     assert models[:2] == [chosen, chosen] and chosen not in models[2:]
-    limited = [a for a in answered[2:] if a.attempts and a.attempts[0].model == chosen]
-    assert limited and all(a.attempts[0].outcome == "ProviderRateLimited" for a in limited)
+    for later in answered[2:]:
+        assert later.decision.rejected[chosen].startswith("deployment at its quota")
+        assert all(a.model != chosen for a in later.attempts)
     assert await mj.throttle.headroom(spec.deployment) < 0.5  # type: ignore[union-attr]
+    await mj.aclose()
+
+
+def every_model_limited(rpm: int, window_s: float, **config: object) -> Majordome:
+    usage = Usage(input_tokens=20, output_tokens=30)
+    models = Majordome(MajordomeConfig(), providers={"*": ScriptedModel(default=Reply("x"))}, env={})
+    ids = list(models._specs)
+    models.close()
+    quotas = {model: {"rpm": rpm} for model in ids}
+    return Majordome(
+        MajordomeConfig(deployment_quotas=quotas, quota_window_s=window_s, **config),  # type: ignore[arg-type]
+        providers={"*": ScriptedModel(default=Reply("idea", usage=usage))},
+        env={},
+    )
+
+
+async def test_when_every_deployment_is_at_its_quota_the_call_waits_for_room() -> None:
+    # 2 requests per 0.5 s window: capacity 1, refill 2 a second -> room again within 0.5 s
+    mj = every_model_limited(2, 0.5)
+    for _ in range(len(mj._specs)):  # drain every deployment
+        await mj.ask(request(0) | {"messages": [{"role": "user", "content": "drain"}]})
+    answer = await mj.ask(request(1) | {"deadline_s": 5.0})
+    assert answer.text == "idea"
+    assert answer.decision.quota_wait_s > 0 and "at its quota" in answer.decision.reason
+    assert [a.outcome for a in answer.attempts] == ["ok"]  # it waited; it did not hand over
+    await mj.aclose()
+
+
+async def test_when_no_deployment_has_room_before_the_deadline_the_error_is_typed() -> None:
+    # 2 requests a minute: no room again for about 30 s, far past the 0.3 s deadline
+    mj = every_model_limited(2, 60.0)
+    for _ in range(len(mj._specs)):
+        await mj.ask(request(0))
+    started = time.monotonic()
+    with pytest.raises(QuotaExhausted) as caught:
+        await mj.ask(request(1) | {"deadline_s": 0.3})
+    assert time.monotonic() - started < 0.3  # refused at once: waiting could not succeed
+    assert caught.value.retry_after_s > 1.0 and "every candidate deployment is at its quota" in str(caught.value)
     await mj.aclose()

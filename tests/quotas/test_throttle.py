@@ -194,3 +194,37 @@ async def test_many_tasks_never_exceed_the_quota() -> None:
         assert sum(1 for a in admitted[i:] if a < start + window) <= 50
     # requests bind (tokens settle at 50 x 50 = 2500 < 5000): about 5 + 45 / s over 2.5 s
     assert len(admitted) >= 0.85 * (5 + 45 * 2.5)
+
+
+async def test_room_says_when_a_call_would_fit_and_how_dear_the_deployment_counts() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=100, tpm=100_000)  # buckets: 10 requests, 10,000 tokens; refill 1.5 and 1,500 a second
+    room = await t.room("dep")
+    assert room is not None and room.headroom == 1.0 and room.cost_multiplier == 1.0
+    assert room.wait_s(5_000) == 0.0 and room.wait_s(20_000) == math.inf
+    assert await t.try_acquire("dep", 8_000) == Acquired("dep", 8_000)
+    room = await t.room("dep")  # the take itself updated this process's view: no stale read
+    assert room is not None and room.tokens is not None and room.tokens[0] == pytest.approx(2_000)
+    assert room.wait_s(5_000) == pytest.approx(2.0)
+    assert 1.0 < room.cost_multiplier <= t.saturation.max_multiplier  # headroom 0.2: dearer, never infinite
+    assert await t.room("unlimited") is None and await t.rooms(["dep", "unlimited"]) == {"dep": room}
+
+
+async def test_room_reads_are_shared_for_a_moment() -> None:
+    clock = FakeClock()
+    t = throttle(clock, rpm=100)
+    reads = 0
+    run = t._run
+
+    async def counting(op, specs):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += op == "peek"
+        return await run(op, specs)
+
+    t._run = counting  # type: ignore[method-assign]
+    await t.rooms(["dep"] * 3)
+    await t.room("dep")
+    assert reads == 1
+    clock.now += 2 * t.room_max_age_s
+    await t.room("dep")
+    assert reads == 2

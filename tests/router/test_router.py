@@ -17,6 +17,7 @@ from majordome import (
     Message,
     RetryPolicy,
 )
+from majordome.quotas import Room
 from majordome.router import Policy, Router, explain
 from majordome.testing import Reply, ScriptedModel
 
@@ -112,6 +113,42 @@ def test_tier_restricts_and_weighs_cost(router: Router) -> None:
 def test_open_circuits_are_left_out(router: Router) -> None:
     decision = decide(router, intent="reasoning", language="en", open_circuits=frozenset({"deepseek-r1"}))
     assert decision.chosen == "deepseek-v3" and "circuit open" in decision.rejected["deepseek-r1"]
+
+
+def test_a_deployment_that_cannot_take_the_request_now_is_left_out(router: Router) -> None:
+    full = Room(requests=(10.0, 10.0, 1.5), tokens=(10_000.0, 10_000.0, 1_500.0))
+    drained = Room(requests=(0.2, 10.0, 1.5), tokens=(10_000.0, 10_000.0, 1_500.0))
+    decision = decide(router, intent="reasoning", language="en", rooms={"deepseek-r1": drained, "deepseek-v3": full})
+    assert decision.chosen == "deepseek-v3"
+    assert decision.rejected["deepseek-r1"].startswith("deployment at its quota (room in 0.5 s)")
+    assert decision.quota_wait_s == 0.0
+
+
+def test_a_deployment_nearing_its_quota_counts_as_dearer(router: Router) -> None:
+    plain = decide(router, intent="reasoning", language="en")
+    near = Room(requests=(9.0, 10.0, 1.5), tokens=(10_000.0, 10_000.0, 1_500.0), cost_multiplier=4.0)
+    dearer = decide(router, intent="reasoning", language="en", rooms={"deepseek-r1": near})
+    before = {c.model: c for c in plain.candidates}["deepseek-r1"]
+    after = {c.model: c for c in dearer.candidates}["deepseek-r1"]
+    assert after.cost_usd == before.cost_usd  # the price is what it is; the utility weighs it 4 times
+    lam, _ = router.policy.weights("", "standard")
+    assert after.utility == pytest.approx(before.utility - 3 * lam * before.cost_usd)
+
+
+def test_when_every_deployment_is_at_its_quota_the_one_with_room_soonest_goes_first(router: Router) -> None:
+    rooms = {
+        model: Room(requests=(level, 10.0, 1.0), tokens=None)
+        for model, level in zip(SPECS, (0.1, 0.5, 0.0, 0.2, 0.3, 0.4, 0.6, 0.7), strict=False)
+    }
+    decision = decide(router, intent="reasoning", language="en", rooms=rooms)
+    soonest = max(rooms, key=lambda m: rooms[m].requests[0])  # type: ignore[index]
+    assert decision.chosen == soonest
+    assert decision.quota_wait_s == pytest.approx(1.0 - rooms[soonest].requests[0])  # type: ignore[index]
+    assert "at its quota" in decision.reason
+    pinned = decide(router, intent="reasoning", language="en", pinned="deepseek-r1", rooms=rooms)
+    assert pinned.chosen == "deepseek-r1" and pinned.quota_wait_s == pytest.approx(
+        1.0 - rooms["deepseek-r1"].requests[0]
+    )  # type: ignore[index]
 
 
 def test_the_deadline_leaves_out_slow_models(router: Router) -> None:
@@ -267,7 +304,16 @@ def test_the_llm_classifier_is_on_by_default_only_for_a_real_phi_endpoint(stub: 
         "MAJORDOME_MODEL__PHI_4_MINI__API": "openai",
         "MAJORDOME_MODEL__PHI_4_MINI__ENDPOINT": stub.openai_base_url,
         "MAJORDOME_MODEL__PHI_4_MINI__AUTH": "none",
-        **{f"MAJORDOME_MODEL__{m}__ENABLED": "false" for m in
-           ("DEEPSEEK_V3", "DEEPSEEK_R1", "PHI_4_MULTIMODAL", "LLAMA_3_3_70B", "MISTRAL_LARGE", "AZURE_SPEECH_BATCH")},
+        **{
+            f"MAJORDOME_MODEL__{m}__ENABLED": "false"
+            for m in (
+                "DEEPSEEK_V3",
+                "DEEPSEEK_R1",
+                "PHI_4_MULTIMODAL",
+                "LLAMA_3_3_70B",
+                "MISTRAL_LARGE",
+                "AZURE_SPEECH_BATCH",
+            )
+        },
     }
     assert Majordome(env=env).router.llm is not None
