@@ -19,6 +19,9 @@ Reported per mode: calls answered and refused (429 rate, target <= 1 % throttled
 throughput as a share of the quota on the binding dimension (target within 10 %): what the stub
 answered, over the quota's sustained rate (per window) times the span from the first answered
 call to the last.
+
+``quotas_majordome.py`` runs the same load test through ``Majordome.ask`` (the library's own
+throttle, router and retries) against a stub that speaks the provider's wire format.
 """
 
 from __future__ import annotations
@@ -46,11 +49,41 @@ MAX_TOKENS = 800
 # -- the stub provider -------------------------------------------------------------------------
 
 
+class SlidingWindow:
+    """What the stub enforces, per deployment: at most ``rpm`` requests and ``tpm`` tokens
+    (prompt + completion) in any ``window`` seconds. Also used by ``quotas_majordome.py``."""
+
+    def __init__(self, rpm: int, tpm: int, window: float) -> None:
+        self.rpm, self.tpm, self.window = rpm, tpm, window
+        self.log: dict[str, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
+        self.tokens_in_window: dict[str, int] = collections.defaultdict(int)
+
+    def admit(self, name: str, used: int, now: float) -> float | None:
+        """None when a call using ``used`` tokens fits now (it is recorded); else the seconds until
+        enough of the window will have slid past for it to fit (the Retry-After)."""
+        entries = self.log[name]
+        while entries and entries[0][0] <= now - self.window:
+            self.tokens_in_window[name] -= entries.popleft()[1]
+        if len(entries) + 1 > self.rpm or self.tokens_in_window[name] + used > self.tpm:
+            need_req, need_tok, at = len(entries) + 1 - self.rpm, self.tokens_in_window[name] + used - self.tpm, now
+            for when, tokens in entries:
+                need_req, need_tok, at = need_req - 1, need_tok - tokens, when + self.window
+                if need_req <= 0 and need_tok <= 0:
+                    break
+            return max(at - now, 0.001)
+        entries.append((now, used))
+        self.tokens_in_window[name] += used
+        return None
+
+    def reset(self) -> None:
+        self.log.clear()
+        self.tokens_in_window.clear()
+
+
 def serve(port_queue: Any, rpm: int, tpm: int, window: float, latency: float) -> None:
     from aiohttp import web
 
-    log: dict[str, collections.deque[tuple[float, int]]] = {d: collections.deque() for d in DEPLOYMENTS}
-    tokens_in_window = dict.fromkeys(DEPLOYMENTS, 0)
+    quota = SlidingWindow(rpm, tpm, window)
     stats: dict[str, dict[str, Any]] = {d: {"ok": 0, "refused": 0, "tokens": 0} for d in DEPLOYMENTS}
     span = {"first": 0.0, "last": 0.0}
     rng = random.Random(7)
@@ -61,24 +94,14 @@ def serve(port_queue: Any, rpm: int, tpm: int, window: float, latency: float) ->
         completion = int(MAX_TOKENS * rng.uniform(0.3, 1.0))
         used = int(body["prompt_tokens"]) + completion
         now = time.monotonic()
-        entries = log[name]
-        while entries and entries[0][0] <= now - window:
-            tokens_in_window[name] -= entries.popleft()[1]
-        if len(entries) + 1 > rpm or tokens_in_window[name] + used > tpm:
-            # when enough of the window will have slid past for this call to fit
-            need_req, need_tok, at = len(entries) + 1 - rpm, tokens_in_window[name] + used - tpm, now
-            for when, tokens in entries:
-                need_req, need_tok, at = need_req - 1, need_tok - tokens, when + window
-                if need_req <= 0 and need_tok <= 0:
-                    break
+        retry_after = quota.admit(name, used, now)
+        if retry_after is not None:
             stats[name]["refused"] += 1
             return web.json_response(
-                {"error": "rate limited"}, status=429, headers={"Retry-After": f"{max(at - now, 0.001):.3f}"}
+                {"error": "rate limited"}, status=429, headers={"Retry-After": f"{retry_after:.3f}"}
             )
-        entries.append((now, used))
         span["first"] = span["first"] or now
         span["last"] = now
-        tokens_in_window[name] += used
         stats[name]["ok"] += 1
         stats[name]["tokens"] += used
         await asyncio.sleep(latency)
@@ -88,9 +111,8 @@ def serve(port_queue: Any, rpm: int, tpm: int, window: float, latency: float) ->
         return web.json_response({"deployments": stats, "span_s": span["last"] - span["first"]})
 
     async def reset(request: web.Request) -> web.Response:
+        quota.reset()
         for d in DEPLOYMENTS:
-            log[d].clear()
-            tokens_in_window[d] = 0
             stats[d] = {"ok": 0, "refused": 0, "tokens": 0}
         span.update(first=0.0, last=0.0)
         return web.json_response({})
