@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from majordome._config import MajordomeConfig
-from majordome._errors import BadRequestError, BudgetExceeded, CapabilityError, ConfigurationError, MajordomeError
+from majordome._errors import (
+    BadRequestError,
+    BudgetExceeded,
+    CapabilityError,
+    ConfigurationError,
+    DeadlineExceeded,
+    DeploymentAtQuota,
+    MajordomeError,
+)
 from majordome._logging import get_logger
 from majordome._types import Answer, Citation, Completed, ReasoningDelta, Request, StreamEvent, TextDelta
 from majordome.knowledge.grounding import Grounding, mark_cited
@@ -23,7 +31,7 @@ from majordome.models.catalogue import Catalogue
 from majordome.models.deployments import Deployment, DeploymentSettings, build_deployments
 from majordome.models.fallback import FallbackModel
 from majordome.models.messages import Message, Usage
-from majordome.router.candidates import output_reserve
+from majordome.router.candidates import QuotaRoom, output_reserve
 from majordome.router.decision import RequestFeatures, RoutingDecision
 from majordome.router.intents import LLMIntentClassifier
 from majordome.router.policy import Policy
@@ -35,7 +43,7 @@ if TYPE_CHECKING:
     from majordome.feedback.budgets import BudgetLedger, BudgetStatus, Reservation
     from majordome.feedback.loop import FeedbackLoop, FeedbackResult
     from majordome.knowledge.base import KnowledgeBase
-    from majordome.quotas import RateLimiter, Room, Throttle
+    from majordome.quotas import RateLimiter, Throttle
 
 __all__ = ["Majordome", "ModelInfo"]
 
@@ -81,6 +89,22 @@ def _with_system_text(messages: Sequence[Message], text: str) -> list[Message]:
     else:
         out.insert(0, Message(role="system", content=text))
     return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _CoolingDown:
+    """A deployment whose provider answered 429 with Retry-After: no room until ``until``."""
+
+    until: float
+    quota: QuotaRoom | None
+
+    @property
+    def cost_multiplier(self) -> float:
+        return 1.0 if self.quota is None else self.quota.cost_multiplier
+
+    def wait_s(self, tokens: int) -> float:
+        wait = max(0.0, self.until - time.monotonic())
+        return wait if self.quota is None else max(wait, self.quota.wait_s(tokens))
 
 
 class Majordome:
@@ -322,7 +346,7 @@ class Majordome:
         status: BudgetStatus | None = None,
         explore: bool = False,
         pinned_model: str | None = None,
-        rooms: Mapping[str, Room] | None = None,
+        rooms: Mapping[str, QuotaRoom] | None = None,
     ) -> RoutingDecision:
         pinned = pinned_model or (self.catalogue.resolve(req.model).id if req.model else None)
         max_cost = req.max_cost_usd
@@ -527,30 +551,36 @@ class Majordome:
             decision = self._decide(req, features, deadline, pinned_model=free_id, rooms=rooms)
             return decision, None
 
-    async def _rooms(self) -> dict[str, Room] | None:
-        """The quota room of each model whose deployment has a quota (None: no throttle)."""
+    async def _rooms(self) -> dict[str, QuotaRoom] | None:
+        """What the router weighs of each deployment's load: the room in its quota (when it has
+        one), and for one a provider answered 429, the time until its Retry-After."""
+        rooms: dict[str, QuotaRoom] = {}
         throttle = self.throttle
-        if throttle is None:
-            return None
-        found = await throttle.rooms(spec.deployment for spec in self._specs.values())
-        return {m: found[s.deployment] for m, s in self._specs.items() if s.deployment in found}
+        if throttle is not None:
+            found = await throttle.rooms(spec.deployment for spec in self._specs.values())
+            rooms.update((m, found[s.deployment]) for m, s in self._specs.items() if s.deployment in found)
+        now = time.monotonic()
+        for model_id, deployment in self._deployments.items():
+            if deployment.model.cooling_until > now:
+                rooms[model_id] = _CoolingDown(deployment.model.cooling_until, rooms.get(model_id))
+        return rooms or None
 
     @staticmethod
     def _at_quota(error: MajordomeError) -> MajordomeError:
         """``error`` itself, or :class:`~majordome.quotas.QuotaExhausted` when every candidate
         was refused by its deployment's quota (no model was called): the caller may retry later."""
         causes = getattr(error, "causes", ())
-        refusals = [c.__cause__ for _, c in causes]
+        if not causes or not all(isinstance(c, DeploymentAtQuota) for _, c in causes):
+            return error
         from majordome.quotas import QuotaExhausted
 
-        if not causes or not all(isinstance(r, QuotaExhausted) for r in refusals):
-            return error
-        soonest = min((r for r in refusals if isinstance(r, QuotaExhausted)), key=lambda r: r.retry_after_s)
+        soonest = min((c for _, c in causes), key=lambda c: c.retry_after)
+        late = "; the deadline passed" if isinstance(error, DeadlineExceeded) else ""
         return QuotaExhausted(
             f"every candidate deployment is at its quota ({', '.join(m for m, _ in causes)}); "
-            f"room in {soonest.retry_after_s:.1f} s",
+            f"room in {soonest.retry_after:.1f} s{late}",
             deployment=soonest.deployment,
-            retry_after_s=soonest.retry_after_s,
+            retry_after_s=soonest.retry_after,
         )
 
     def _sync_learner(self, loop: FeedbackLoop) -> None:

@@ -17,6 +17,7 @@ errors (SDKs, HTTP clients, pydantic) are translated at the boundary, the origin
     │   ├── ProviderConnectionError connection refused, reset or broken
     │   ├── ProviderResponseError   an answer that is not what the wire format promises
     │   ├── CircuitOpenError        the deployment's circuit breaker is open; no call was made
+    │   ├── DeploymentAtQuota       the client-side quota (deployment_quotas) had no room in time; no call was made
     │   └── StreamInterrupted       a stream broke after its first token; carries the partial text
     ├── AllCandidatesFailed         every candidate model failed; ``causes`` holds each failure
     ├── DeadlineExceeded            the request's deadline passed; ``causes`` holds what failed so far
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigurationError",
     "ContextWindowExceeded",
     "DeadlineExceeded",
+    "DeploymentAtQuota",
     "MajordomeError",
     "ProviderConnectionError",
     "ProviderError",
@@ -124,6 +126,17 @@ class ProviderRateLimited(ProviderHTTPError):
     ) -> None:
         self.retry_after = retry_after
         super().__init__(message, status_code=429, model=model, deployment=deployment)
+
+
+class DeploymentAtQuota(ProviderError):
+    """The deployment's quota (``deployment_quotas``, this library's own throttle) had no room for
+    the call within the wait allowed: no request was sent, and the fallback chain moves on. Not a
+    429 from the provider (``status_code`` is absent on the attempt). ``retry_after``: seconds
+    until it would have had room."""
+
+    def __init__(self, message: str, *, retry_after: float, model: str = "", deployment: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(message, model=model, deployment=deployment)
 
 
 class ProviderTimeout(ProviderError):

@@ -130,5 +130,32 @@ class CachePolicy:
             "json": request.json_mode,
             "ground": request.ground,
         }
-        blob = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        return CacheKey(request.tenant, intent, hashlib.sha256(blob.encode()).hexdigest())
+        return CacheKey(request.tenant, intent, _digest(canonical))
+
+    def semantic_scope(self, request: Request, *, intent: str, policy_version: str) -> tuple[str, str]:
+        """``(scope, text)`` for semantic lookup: ``text`` is the last message, the user's (the
+        part compared by meaning); ``scope`` is a digest of everything else, which a similar
+        request must share exactly (route, intent, tenant, earlier messages, parameters).
+        Raises :class:`Uncacheable` when the request may not be answered by a similar one."""
+        if not self.semantic_allowed(intent):
+            raise Uncacheable(f"intent {intent!r} is not answered by similar requests")
+        *earlier, last = request.messages
+        if last.role != "user" or not isinstance(last.content, str):
+            raise Uncacheable("semantic lookup compares a last user message of text only")
+        canonical = {
+            "v": KEY_VERSION,
+            "route": f"model:{request.model}" if request.model else f"policy:{policy_version}",
+            "intent": intent,
+            "tenant": request.tenant,
+            "messages": [[m.role, _parts(m)] for m in earlier],
+            "max_tokens": request.max_output_tokens,
+            "temperature": request.temperature,
+            "json": request.json_mode,
+            "ground": request.ground,
+        }
+        return _digest(canonical)[:32], normalise_text(last.content)
+
+
+def _digest(canonical: dict[str, object]) -> str:
+    blob = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()

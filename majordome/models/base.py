@@ -43,6 +43,7 @@ class CallContext:
     deadline_s: float
     attempts: list[Attempt] = field(default_factory=list)
     quota_wait_s: float | None = None  # how long a call may wait for its deployment's quota (None: the model's own)
+    alternatives: int = 0  # candidates after the one being called (set by the fallback chain)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -29,6 +29,11 @@ class FallbackModel(Model):
         for _, model in self.candidates:
             await model.aclose()
 
+    def _announce(self, context: CallContext | None, index: int) -> None:
+        """Tell the candidate how many follow it (a long Retry-After is then not waited out)."""
+        if context is not None:
+            context.alternatives = len(self.candidates) - index - 1
+
     @staticmethod
     def _out_of_time(context: CallContext | None) -> bool:
         return context is not None and context.deadline <= time.monotonic()
@@ -41,9 +46,10 @@ class FallbackModel(Model):
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         causes: list[tuple[str, MajordomeError]] = []
-        for name, model in self.candidates:
+        for left, (name, model) in enumerate(self.candidates):
             if self._out_of_time(request.context):
                 break
+            self._announce(request.context, left)
             try:
                 return await model.complete(request)
             except DeadlineExceeded:
@@ -54,9 +60,10 @@ class FallbackModel(Model):
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         causes: list[tuple[str, MajordomeError]] = []
-        for name, model in self.candidates:
+        for left, (name, model) in enumerate(self.candidates):
             if self._out_of_time(request.context):
                 break
+            self._announce(request.context, left)
             chunks = model.stream(request)
             started = False
             try:

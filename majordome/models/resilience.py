@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from majordome._errors import (
     CircuitOpenError,
     DeadlineExceeded,
+    DeploymentAtQuota,
     MajordomeError,
     ProviderError,
     ProviderHTTPError,
@@ -65,6 +66,9 @@ class RetryPolicy(BaseModel):
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=8.0, ge=0)
     max_retry_after_s: float = Field(default=30.0, ge=0)
+    hand_over_after_s: float = Field(default=1.0, ge=0)
+    """A 429 asking to wait longer than this hands over to the next candidate, when there is one,
+    instead of waiting on the same deployment (which is then avoided until its Retry-After)."""
     stream_idle_timeout_s: float = Field(default=30.0, gt=0)
 
     def backoff(self, failures: int, rng: random.Random) -> float:
@@ -212,6 +216,7 @@ class ResilientModel(Model):
         self.breaker = breaker
         self.throttle = throttle
         self.quota_wait_s = quota_wait_s
+        self.cooling_until = 0.0  # time.monotonic() before which the provider asked not to be called (429)
         self.label = provider.label
         self._rng = rng or random.Random()
         self._sleep = sleep
@@ -300,8 +305,11 @@ class ResilientModel(Model):
             return False
         delay = self.retry.backoff(failures, self._rng)
         if isinstance(error, ProviderRateLimited) and error.retry_after is not None:
+            self.cooling_until = max(self.cooling_until, time.monotonic() + error.retry_after)
             if error.retry_after > self.retry.max_retry_after_s:
                 return False
+            if ctx.alternatives > 0 and error.retry_after > self.retry.hand_over_after_s:
+                return False  # another candidate can answer now
             delay = max(delay, error.retry_after * (1 + 0.1 * self._rng.random()))
         if delay >= ctx.remaining():
             return False  # better to give the rest of the deadline to the next candidate
@@ -367,8 +375,8 @@ class ResilientModel(Model):
         try:
             grant = await self.throttle.acquire(self.spec.deployment, estimate, deadline)
         except QuotaExhausted as exc:
-            error = ProviderRateLimited(
-                f"{self.spec.deployment} is at its quota",
+            error = DeploymentAtQuota(
+                f"{self.spec.deployment} is at its quota (deployment_quotas)",
                 retry_after=exc.retry_after_s,
                 model=self.spec.id,
                 deployment=self.spec.deployment,

@@ -5,9 +5,14 @@ One operation touches several buckets at once, all or nothing (a request takes f
 deployment's request *and* token buckets; a caller from its user *and* tenant buckets):
 
 * ``take``: take ``amount`` from every bucket if every one holds enough, else take nothing and
-  say how long until all of them would (the longest refill);
-* ``give``: subtract ``amount`` unconditionally (negative gives back), the level kept within
-  ``[-capacity, capacity]``: a call that used more than it reserved leaves the bucket in debt;
+  say how long until all of them would (the longest refill). With ``max_wait`` > 0 a take that
+  would fit within that many seconds is made at once, into the future: the levels go below zero
+  and the caller proceeds after ``wait_s`` (a reservation, as in GCRA). Later takers see the
+  deeper level and queue behind it, so waiters are served in the order they came, and no window
+  admits more than a plain bucket would;
+* ``give``: subtract ``amount`` unconditionally (negative gives back), the level kept at most
+  ``capacity`` and, from a give, no deeper than ``-capacity`` (or the reservations already
+  there): a call that used more than it reserved leaves the bucket in debt, never for long;
 * ``peek``: read the levels.
 
 :class:`LocalBuckets` does this under a lock in this process; :data:`BUCKETS_LUA` does it in one
@@ -42,7 +47,7 @@ class Outcome:
     levels after the operation, in the order of the specs."""
 
     taken: bool
-    wait_s: float
+    wait_s: float  # taken: how long to wait before proceeding (a reservation); else until it would fit
     levels: tuple[float, ...]
 
 
@@ -67,7 +72,7 @@ class LocalBuckets:
         level, at = state
         return min(spec.capacity, level + max(0.0, now - at) * spec.rate)
 
-    def run(self, op: BucketOp, specs: Sequence[BucketSpec]) -> Outcome:
+    def run(self, op: BucketOp, specs: Sequence[BucketSpec], max_wait: float = 0.0) -> Outcome:
         with self._lock:
             now = self._clock()
             levels = [self._level(spec, now) for spec in specs]
@@ -76,29 +81,32 @@ class LocalBuckets:
             wait = (
                 max((_wait(s, lv) for s, lv in zip(specs, levels, strict=True)), default=0.0) if op == "take" else 0.0
             )
-            if wait > 0:
+            if wait > max_wait:
                 return Outcome(False, wait, tuple(levels))
             after = []
             for spec, level in zip(specs, levels, strict=True):
-                new = max(-spec.capacity, min(spec.capacity, level - spec.amount))
+                new = min(spec.capacity, level - spec.amount)
+                if op == "give":
+                    new = max(new, min(level, -spec.capacity))
                 self._state[spec.key] = (new, now)
                 after.append(new)
-            return Outcome(True, 0.0, tuple(after))
+            return Outcome(True, wait, tuple(after))
 
 
-# KEYS: one hash {level, s, us} per bucket. ARGV[1]: op; ARGV[2]: key expiry in ms; then, per key,
-# capacity, rate per second, amount. Returns {taken, wait_s, level...}, numbers as strings (Lua
-# numbers returned bare are truncated to integers). The time of the last write is kept as TIME's
+# KEYS: one hash {level, s, us} per bucket. ARGV[1]: op; ARGV[2]: key expiry in ms; ARGV[3]: the
+# longest wait a take may reserve (s); then, per key, capacity, rate per second, amount. Returns
+# {taken, wait_s, level...}, numbers as strings (Lua numbers returned bare are truncated to
+# integers). The time of the last write is kept as TIME's
 # two integers: one float of microseconds since 1970 would lose digits in tostring.
 BUCKETS_LUA = """
 local t = redis.call('TIME')
 local now_s, now_us = tonumber(t[1]), tonumber(t[2])
-local op, ttl = ARGV[1], tonumber(ARGV[2])
+local op, ttl, max_wait = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = #KEYS
 local caps, rates, amounts, levels = {}, {}, {}, {}
 local wait = 0
 for i = 1, n do
-  local cap, rate, amount = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  local cap, rate, amount = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
   caps[i], rates[i], amounts[i] = cap, rate, amount
   local h = redis.call('HMGET', KEYS[i], 'level', 's', 'us')
   local level = cap
@@ -115,12 +123,15 @@ for i = 1, n do
   end
 end
 local taken = 1
-if op == 'take' and wait > 0 then taken = 0 end
+if op == 'take' and wait > max_wait then taken = 0 end
 if op ~= 'peek' and taken == 1 then
   for i = 1, n do
     local level = levels[i] - amounts[i]
     if level > caps[i] then level = caps[i] end
-    if level < -caps[i] then level = -caps[i] end
+    if op == 'give' then
+      local floor = math.min(levels[i], -caps[i])
+      if level < floor then level = floor end
+    end
     levels[i] = level
     redis.call('HSET', KEYS[i], 'level', string.format('%.17g', level), 's', t[1], 'us', t[2])
     redis.call('PEXPIRE', KEYS[i], ttl)

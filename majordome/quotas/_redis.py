@@ -78,12 +78,12 @@ class RedisBuckets:
         """Whether the last operation ran on the in-process buckets."""
         return self._down_until is not None
 
-    async def run(self, op: BucketOp, specs: Sequence[BucketSpec]) -> Outcome:
+    async def run(self, op: BucketOp, specs: Sequence[BucketSpec], max_wait: float = 0.0) -> Outcome:
         if not specs:
             return Outcome(True, 0.0, ())
         if self._down_until is not None and self._clock() < self._down_until:
-            return self.fallback.run(op, specs)
-        args: list[Any] = [op, self._ttl_ms]
+            return self.fallback.run(op, specs, max_wait)
+        args: list[Any] = [op, self._ttl_ms, repr(float(max_wait))]
         for spec in specs:
             args += [repr(spec.capacity), repr(spec.rate), repr(spec.amount)]
         try:
@@ -98,7 +98,7 @@ class RedisBuckets:
                     retry_s=self._retry_s,
                 )
             self._down_until = self._clock() + self._retry_s
-            return self.fallback.run(op, specs)
+            return self.fallback.run(op, specs, max_wait)
         if self._down_until is not None:
             self._down_until = None
             _log.info("quotas.redis_recovered", what=self._what)

@@ -2,11 +2,13 @@
 
 Each deployment with a :class:`DeploymentQuota` has two token buckets, one counting requests and
 one counting tokens. So that no window of ``window_s`` seconds ever admits more than the quota,
-a bucket holds ``burst`` of the quota and refills continuously with the rest over the window:
-capacity ``C = burst * Q`` (at least one request), refill ``(Q - C) / window_s`` a second, so
-``C + refill * window_s == Q``. The price is throughput: a saturated deployment is sent
-``1 - burst`` of its quota per window (90 % with the default ``burst=0.1``), and one request may
-ask for at most ``C`` tokens (larger ones are refused with :class:`QuotaExceedsCapacity`).
+a bucket refills continuously with ``1 - burst`` of the quota over the window, ``r = (Q - B) /
+window_s`` a second with ``B = burst * Q``, and holds ``C = B - r * slack_s``, so that even a
+window that starts ``slack_s`` late sees at most ``C + r * (window_s + slack_s) == Q``. The price
+is throughput: a saturated deployment is sent ``1 - burst`` of its quota per window (90 % with
+the default ``burst=0.1``), and one request may ask for at most ``C`` tokens (larger ones are
+refused with :class:`QuotaExceedsCapacity`). Waiters reserve their turn (see
+:meth:`Throttle.acquire`): first come, first served.
 
 A call takes its *estimated* tokens (prompt plus expected output) before it is made and settles
 to the actual usage after (:meth:`Throttle.adjust`): an over-estimate is given back, an
@@ -16,8 +18,8 @@ under-estimate leaves the bucket in debt for the calls that follow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -67,11 +69,16 @@ class QuotaExceedsCapacity(QuotaExhausted):
 class DeploymentQuota:
     """A deployment's quota: requests and tokens per window (a minute unless the throttle says
     otherwise); None leaves that dimension unlimited. ``burst``: the share of the quota that may
-    be spent at once (see the module docstring)."""
+    be spent at once (see the module docstring). ``slack_s``: how much later than the client
+    took it a provider may count a call, and not equally late for every call (connections being
+    opened, queues): the burst is smaller by what refills in that time, so that a provider's
+    window, however it falls, never sees more than the quota (measured: without it, the first
+    window after a quiet spell drew a few 429s)."""
 
     rpm: int | None
     tpm: int | None
     burst: float = 0.1
+    slack_s: float = 0.5
 
     def __post_init__(self) -> None:
         for name, value in (("rpm", self.rpm), ("tpm", self.tpm)):
@@ -79,6 +86,8 @@ class DeploymentQuota:
                 raise ConfigurationError(f"DeploymentQuota.{name} must be an integer >= 2 or None, got {value!r}")
         if not 0 < self.burst < 1:
             raise ConfigurationError(f"DeploymentQuota.burst must be in (0, 1), got {self.burst!r}")
+        if not 0 <= self.slack_s < 60:
+            raise ConfigurationError(f"DeploymentQuota.slack_s must be in [0, 60), got {self.slack_s!r}")
 
     def buckets(self, window_s: float) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
         """(capacity, refill per second) of the request bucket and of the token bucket."""
@@ -86,8 +95,10 @@ class DeploymentQuota:
         def one(quota: int | None, least: float) -> tuple[float, float] | None:
             if quota is None:
                 return None
-            capacity = min(max(least, self.burst * quota), quota / 2)
-            return capacity, (quota - capacity) / window_s
+            burst = min(max(least, self.burst * quota), quota / 2)
+            rate = (quota - burst) / window_s
+            # the slack never takes more than half the burst (only a window of seconds would need it)
+            return max(least, burst / 2, burst - rate * self.slack_s), rate
 
         return one(self.rpm, 1.0), one(self.tpm, 1.0)
 
@@ -201,10 +212,9 @@ class Throttle(ABC):
         self._rooms: dict[str, tuple[float, Room]] = {}
         self._clock = clock
         self._sleep = sleep
-        self._rng = random.Random()
 
     @abstractmethod
-    async def _run(self, op: BucketOp, specs: list[BucketSpec]) -> Outcome: ...
+    async def _run(self, op: BucketOp, specs: list[BucketSpec], max_wait: float = 0.0) -> Outcome: ...
 
     def _key(self, deployment: str, kind: str) -> str:
         return f"{{{quote(deployment, safe='')}}}:{kind}"
@@ -221,9 +231,7 @@ class Throttle(ABC):
             specs.append(BucketSpec(self._key(deployment, "tok"), tok[0], tok[1], tokens))
         return specs
 
-    async def try_acquire(self, deployment: str, tokens: int) -> Acquired | Wait:
-        """Take one request and ``tokens`` from ``deployment``'s buckets now, or say how long to
-        wait; never blocks. :class:`QuotaExceedsCapacity` when ``tokens`` can never fit."""
+    def _checked_specs(self, deployment: str, tokens: int) -> list[BucketSpec]:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         specs = self._specs(deployment, 1.0, float(tokens))
@@ -236,6 +244,12 @@ class Throttle(ABC):
                     deployment=deployment,
                     retry_after_s=math.inf,
                 )
+        return specs
+
+    async def try_acquire(self, deployment: str, tokens: int) -> Acquired | Wait:
+        """Take one request and ``tokens`` from ``deployment``'s buckets now, or say how long to
+        wait; never blocks. :class:`QuotaExceedsCapacity` when ``tokens`` can never fit."""
+        specs = self._checked_specs(deployment, tokens)
         outcome = await self._run("take", specs)
         if specs:
             self._seen(deployment, outcome.levels, self._clock())
@@ -244,23 +258,33 @@ class Throttle(ABC):
         return Wait(outcome.wait_s)
 
     async def acquire(self, deployment: str, tokens: int, deadline: float) -> Acquired:
-        """Take like :meth:`try_acquire`, waiting for the buckets to refill until ``deadline`` (on
-        the throttle's clock). Raises :class:`QuotaExhausted` (with the time still to wait) as soon
-        as the wait would pass the deadline: waiting that cannot succeed is not done."""
-        while True:
-            result = await self.try_acquire(deployment, tokens)
-            if isinstance(result, Acquired):
-                return result
-            left = deadline - self._clock()
-            if result.seconds > left:
-                raise QuotaExhausted(
-                    f"deployment {deployment!r} is at its quota: {tokens} tokens could be admitted in "
-                    f"{result.seconds:.2f} s, after the deadline ({max(left, 0.0):.2f} s left)",
-                    deployment=deployment,
-                    retry_after_s=result.seconds,
-                )
-            # a little jitter, so waiters woken together do not all retry at the same instant
-            await self._sleep(min(left, result.seconds * (1.0 + 0.05 * self._rng.random())))
+        """Take like :meth:`try_acquire`; when the buckets will hold enough before ``deadline`` (on
+        the throttle's clock), reserve the call's place now and wait for it: callers are served in
+        the order they came, none is starved by later ones. Raises :class:`QuotaExhausted` (with
+        the time still to wait) at once when the wait would pass the deadline: waiting that cannot
+        succeed is not done. A waiter cancelled before its turn gives its place back."""
+        specs = self._checked_specs(deployment, tokens)
+        left = max(0.0, deadline - self._clock())
+        outcome = await self._run("take", specs, left)
+        if specs:
+            self._seen(deployment, outcome.levels, self._clock())
+        if not outcome.taken:
+            raise QuotaExhausted(
+                f"deployment {deployment!r} is at its quota: {tokens} tokens could be admitted in "
+                f"{outcome.wait_s:.2f} s, after the deadline ({left:.2f} s left)",
+                deployment=deployment,
+                retry_after_s=outcome.wait_s,
+            )
+        if outcome.wait_s > 0:
+            try:
+                await self._sleep(outcome.wait_s)
+            except BaseException:
+                back = [BucketSpec(s.key, s.capacity, s.rate, -s.amount) for s in specs]
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._run("give", back))
+                self._rooms.pop(deployment, None)
+                raise
+        return Acquired(deployment, tokens)
 
     async def adjust(self, deployment: str, delta_tokens: int) -> None:
         """Settle a call: ``delta_tokens`` = actual - estimated (negative gives tokens back)."""
@@ -330,8 +354,8 @@ class InProcessThrottle(Throttle):
         super().__init__(quotas, window_s=window_s, clock=clock, sleep=sleep)
         self._buckets = LocalBuckets(clock)
 
-    async def _run(self, op: BucketOp, specs: list[BucketSpec]) -> Outcome:
-        return self._buckets.run(op, specs)
+    async def _run(self, op: BucketOp, specs: list[BucketSpec], max_wait: float = 0.0) -> Outcome:
+        return self._buckets.run(op, specs, max_wait)
 
 
 class RedisThrottle(Throttle):
@@ -372,8 +396,8 @@ class RedisThrottle(Throttle):
     def _key(self, deployment: str, kind: str) -> str:
         return self.prefix + super()._key(deployment, kind)
 
-    async def _run(self, op: BucketOp, specs: list[BucketSpec]) -> Outcome:
-        return await self._buckets.run(op, specs)
+    async def _run(self, op: BucketOp, specs: list[BucketSpec], max_wait: float = 0.0) -> Outcome:
+        return await self._buckets.run(op, specs, max_wait)
 
     async def aclose(self) -> None:
         await self._buckets.aclose()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from majordome import Majordome, MajordomeConfig
+from majordome import DeploymentAtQuota, Majordome, MajordomeConfig, ProviderRateLimited
 from majordome.models.messages import Usage
 from majordome.quotas import InProcessThrottle, QuotaExhausted
 from majordome.testing import Reply, ScriptedModel
@@ -36,10 +36,11 @@ async def test_a_deployment_at_its_quota_hands_over_to_the_next_candidate() -> N
         deployment.model.quota_wait_s = 0.05
     answered = [(await mj.ask(request(i))) for i in range(6)]
     models = [a.model for a in answered]
-    # burst 0.1 of 20 requests a minute: the first two go to the chosen model, then the router
-    # sees its deployment cannot take a third and routes to the next candidate without trying it
-    assert models[:2] == [chosen, chosen] and chosen not in models[2:]
-    for later in answered[2:]:
+    # 20 requests a minute, burst 0.1 less 0.5 s of refill: 1.85 requests at once. The first goes
+    # to the chosen model; then the router sees its deployment cannot take another and routes to
+    # the next candidate without trying it
+    assert models[0] == chosen and chosen not in models[1:]
+    for later in answered[1:]:
         assert later.decision.rejected[chosen].startswith("deployment at its quota")
         assert all(a.model != chosen for a in later.attempts)
     assert await mj.throttle.headroom(spec.deployment) < 0.5  # type: ignore[union-attr]
@@ -81,4 +82,33 @@ async def test_when_no_deployment_has_room_before_the_deadline_the_error_is_type
         await mj.ask(request(1) | {"deadline_s": 0.3})
     assert time.monotonic() - started < 0.3  # refused at once: waiting could not succeed
     assert caught.value.retry_after_s > 1.0 and "every candidate deployment is at its quota" in str(caught.value)
+    await mj.aclose()
+
+
+async def test_a_provider_429_with_a_long_retry_after_hands_over_and_the_deployment_cools_down() -> None:
+    first = Majordome(MajordomeConfig(), providers={"*": ScriptedModel(default=Reply("x"))}, env={})
+    chosen = (await first.ask(request(0))).model
+    first.close()
+    busy = ScriptedModel(
+        ProviderRateLimited("slow down", retry_after=5.0, model=chosen, deployment=chosen), default=Reply("late")
+    )
+    mj = Majordome(MajordomeConfig(), providers={"*": ScriptedModel(default=Reply("idea")), chosen: busy}, env={})
+    started = time.monotonic()
+    answer = await mj.ask(request(1))
+    assert time.monotonic() - started < 1.0  # did not wait out the 5 s on the same deployment
+    assert answer.model != chosen and answer.attempts[0].status_code == 429
+    later = await mj.ask(request(2))  # the router avoids it until its Retry-After
+    assert later.model != chosen and later.decision.rejected[chosen].startswith("deployment at its quota")
+    assert all(a.model != chosen for a in later.attempts)
+    await mj.aclose()
+
+
+async def test_a_quota_hand_over_is_not_recorded_as_a_provider_429() -> None:
+    mj = every_model_limited(2, 60.0)
+    for _ in range(len(mj._specs)):
+        await mj.ask(request(0))
+    with pytest.raises(QuotaExhausted) as caught:
+        await mj.ask(request(1) | {"deadline_s": 0.3})
+    cause = caught.value.__cause__
+    assert cause is not None and all(isinstance(c, DeploymentAtQuota) for _, c in cause.causes)  # type: ignore[attr-defined]
     await mj.aclose()

@@ -25,7 +25,7 @@ from majordome.quotas import (
 
 
 async def test_buckets_are_shared_and_settled(redis_url: str, redis_prefix: str) -> None:
-    quotas = {"dep": DeploymentQuota(rpm=100, tpm=10_000)}
+    quotas = {"dep": DeploymentQuota(rpm=100, tpm=10_000, slack_s=0)}
     a = RedisThrottle(quotas, url=redis_url, prefix=redis_prefix)
     b = RedisThrottle(quotas, url=redis_url, prefix=redis_prefix)
     try:
@@ -52,7 +52,8 @@ import asyncio, json, sys, time
 from majordome.quotas import DeploymentQuota, QuotaExhausted, RedisThrottle
 
 async def main(url, prefix, start, seconds):
-    throttle = RedisThrottle({"dep": DeploymentQuota(rpm=20, tpm=10_000)}, url=url, prefix=prefix, window_s=2.0)
+    quota = DeploymentQuota(rpm=20, tpm=10_000, slack_s=0)
+    throttle = RedisThrottle({"dep": quota}, url=url, prefix=prefix, window_s=2.0)
     admitted = []
     while time.time() < start:
         await asyncio.sleep(0.005)
@@ -111,7 +112,7 @@ def _closed_port() -> int:
 async def test_redis_outage_degrades_to_in_process_limits_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="majordome.quotas")
     url = f"redis://127.0.0.1:{_closed_port()}/0"
-    throttle = RedisThrottle({"dep": DeploymentQuota(rpm=100, tpm=None)}, url=url, redis_retry_s=0.0)
+    throttle = RedisThrottle({"dep": DeploymentQuota(rpm=100, tpm=None, slack_s=0)}, url=url, redis_retry_s=0.0)
     limiter = RedisRateLimiter(RateLimits(per_user_per_minute=3), url=url, redis_retry_s=0.0)
     try:
         results = [await throttle.try_acquire("dep", 0) for _ in range(12)]
@@ -133,7 +134,7 @@ async def test_recovery_after_an_outage_returns_to_redis(
     redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="majordome.quotas")
-    throttle = RedisThrottle({"dep": DeploymentQuota(rpm=100, tpm=None)}, url=redis_url, prefix=redis_prefix)
+    throttle = RedisThrottle({"dep": DeploymentQuota(rpm=100, tpm=None, slack_s=0)}, url=redis_url, prefix=redis_prefix)
     clock = [0.0]
     buckets = throttle._buckets
     buckets._clock = lambda: clock[0]

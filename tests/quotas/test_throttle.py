@@ -37,7 +37,7 @@ class FakeClock:
 
 
 def throttle(clock: FakeClock, **quota: int | None) -> InProcessThrottle:
-    q = DeploymentQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"))
+    q = DeploymentQuota(rpm=quota.get("rpm"), tpm=quota.get("tpm"), slack_s=0)
     return InProcessThrottle({"dep": q}, window_s=60.0, clock=clock, sleep=clock.sleep)
 
 
@@ -174,7 +174,7 @@ def test_configuration_is_checked() -> None:
 
 async def test_many_tasks_never_exceed_the_quota() -> None:
     window = 1.0
-    t = InProcessThrottle({"dep": DeploymentQuota(rpm=50, tpm=5000)}, window_s=window)
+    t = InProcessThrottle({"dep": DeploymentQuota(rpm=50, tpm=5000, slack_s=0)}, window_s=window)
     loop = asyncio.get_running_loop()
     admitted: list[float] = []
 
@@ -228,3 +228,49 @@ async def test_room_reads_are_shared_for_a_moment() -> None:
     clock.now += 2 * t.room_max_age_s
     await t.room("dep")
     assert reads == 2
+
+
+def test_the_burst_is_smaller_by_the_slack_so_a_late_window_never_sees_more_than_the_quota() -> None:
+    quota = DeploymentQuota(rpm=100, tpm=100_000)  # slack 0.5 s
+    (req_cap, req_rate), (tok_cap, tok_rate) = quota.buckets(60.0)  # type: ignore[misc]
+    assert tok_rate == pytest.approx(90_000 / 60) and tok_cap == pytest.approx(10_000 - 0.5 * tok_rate)
+    assert tok_cap + tok_rate * (60.0 + quota.slack_s) == pytest.approx(100_000)
+    assert req_cap + req_rate * (60.0 + quota.slack_s) == pytest.approx(100)
+    # a window of seconds: the slack takes at most half the burst
+    (_, _), (short_cap, _) = quota.buckets(1.0)  # type: ignore[misc]
+    assert short_cap == pytest.approx(5_000)
+
+
+async def test_waiters_are_served_in_the_order_they_came() -> None:
+    t = InProcessThrottle({"dep": DeploymentQuota(rpm=20, tpm=None, slack_s=0)}, window_s=1.0)  # 2 at once, 18/s
+    loop = asyncio.get_running_loop()
+    for _ in range(2):
+        await t.acquire("dep", 0, deadline=loop.time())
+    served: list[tuple[int, float]] = []
+
+    async def waiter(i: int) -> None:
+        await t.acquire("dep", 0, deadline=loop.time() + 5)
+        served.append((i, loop.time()))
+
+    began = loop.time()
+    await asyncio.gather(*(waiter(i) for i in range(5)))
+    assert [i for i, _ in served] == [0, 1, 2, 3, 4]
+    # each reserved its own turn at once: the fifth waited about 5/18 s, not five rounds of polling
+    assert served[-1][1] - began == pytest.approx(5 / 18, abs=0.1)
+    with pytest.raises(QuotaExhausted):  # the next place is further away than the deadline
+        await t.acquire("dep", 0, deadline=loop.time() + 0.001)
+
+
+async def test_a_cancelled_waiter_gives_its_place_back() -> None:
+    t = InProcessThrottle({"dep": DeploymentQuota(rpm=100, tpm=None, slack_s=0)}, window_s=60.0)
+    for _ in range(10):
+        await t.acquire("dep", 0, deadline=0)
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.create_task(t.acquire("dep", 0, deadline=loop.time() + 30))
+    await asyncio.sleep(0.01)
+    assert (await t.room("dep")).requests[0] < -0.5  # type: ignore[union-attr]
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    t.room_max_age_s = 0
+    assert (await t.room("dep")).requests[0] == pytest.approx(0.0, abs=0.1)  # type: ignore[union-attr]
