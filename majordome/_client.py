@@ -39,10 +39,13 @@ from majordome.router.quality import PriorQuality, load_quality
 from majordome.router.router import Router
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from majordome.cache import CachedAnswer, CacheKey, CachePolicy, ResponseCache
     from majordome.feedback.budgets import BudgetLedger, BudgetStatus, Reservation
     from majordome.feedback.loop import FeedbackLoop, FeedbackResult
     from majordome.knowledge.base import KnowledgeBase
+    from majordome.knowledge.embeddings import SentenceTransformerEmbedder
     from majordome.quotas import RateLimiter, Throttle
 
 __all__ = ["Majordome", "ModelInfo"]
@@ -89,6 +92,15 @@ def _with_system_text(messages: Sequence[Message], text: str) -> list[Message]:
     else:
         out.insert(0, Message(role="system", content=text))
     return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Probe:
+    """A request's semantic-cache lookup: its scope, the embedding of its last message, its guard."""
+
+    scope: str
+    embedding: np.ndarray
+    fingerprint: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,6 +203,7 @@ class Majordome:
         self.rate_limiter = rate_limiter if rate_limiter is not None else self._rate_limiter_from_config()
         self._owns_rate_limiter = rate_limiter is None and self.rate_limiter is not None
         self._cache_writes: set[asyncio.Task[None]] = set()
+        self._semantic_embedder: SentenceTransformerEmbedder | None = None
         self._portal = _Portal()
 
     def _throttle_from_config(self) -> Throttle | None:
@@ -469,7 +482,74 @@ class Majordome:
         except Uncacheable:
             return None
 
-    def _from_cache(self, req: Request, features: RequestFeatures, hit: CachedAnswer, started: float) -> Answer:
+    async def _semantic_probe(self, req: Request, features: RequestFeatures) -> _Probe | None:
+        """What semantic lookup and its later ``put`` need (scope, embedding, guard), or None
+        when it is off or this request may not be answered by a similar one."""
+        policy = self.cache_policy
+        if self.config.semantic_cache_threshold is None or policy is None:
+            return None
+        from majordome.cache import Uncacheable, guard_of
+
+        try:
+            scope, text = policy.semantic_scope(req, intent=features.intent, policy_version=self.router.policy.version)
+        except Uncacheable:
+            return None
+        if not text:
+            return None
+        if self.config.semantic_cache_embedder == "router":
+            if features.embed is None:
+                return None
+            embedding = features.embedding  # the router's static table: a few microseconds
+        else:
+            embedder = self._cache_embedder()
+            embedding = (await asyncio.to_thread(embedder.embed, [text]))[0]
+        return _Probe(scope, embedding, guard_of(text))
+
+    def _cache_embedder(self) -> SentenceTransformerEmbedder:
+        if self._semantic_embedder is None:
+            from majordome.knowledge.embeddings import SentenceTransformerEmbedder
+
+            name = self.config.semantic_cache_embedder
+            self._semantic_embedder = SentenceTransformerEmbedder(None if name == "default" else name)
+        return self._semantic_embedder
+
+    async def _cache_lookup(
+        self, req: Request, features: RequestFeatures, key: CacheKey | None, started: float
+    ) -> tuple[Answer | None, _Probe | None]:
+        """The cached answer to serve (exact first, then similar), and the semantic probe to
+        store the new answer with when there is none."""
+        cache = self.cache
+        if key is None or cache is None:
+            return None, None
+        hit = await cache.get(key)
+        if hit is not None:
+            return self._from_cache(req, features, hit, started), None
+        probe = await self._semantic_probe(req, features)
+        threshold = self.config.semantic_cache_threshold
+        if probe is None or threshold is None:
+            return None, probe
+        similar = await cache.get_similar(
+            req.tenant,
+            features.intent,
+            features.language,
+            probe.embedding,
+            threshold,
+            fingerprint=probe.fingerprint,
+            scope=probe.scope,
+        )
+        if similar is None:
+            return None, probe
+        return self._from_cache(req, features, similar.answer, started, similarity=similar.score), None
+
+    def _from_cache(
+        self,
+        req: Request,
+        features: RequestFeatures,
+        hit: CachedAnswer,
+        started: float,
+        *,
+        similarity: float | None = None,
+    ) -> Answer:
         decision = RoutingDecision(
             chosen=hit.model,
             chain=(hit.model,),
@@ -480,7 +560,8 @@ class Majordome:
             intent_source=features.intent_source,
             language=features.language,
             job_type=features.job_type,
-            note="; served from the response cache",
+            note="; served from the response cache"
+            + ("" if similarity is None else f" (a similar request, cosine {similarity:.3f})"),
         )
         deployment = self._deployments.get(hit.model)
         return Answer(
@@ -497,9 +578,12 @@ class Majordome:
             cached=True,
             cache_age_s=max(0.0, time.time() - hit.created_at),
             cached_trace_id=hit.trace_id,
+            cache_similarity=similarity,
         )
 
-    def _cache_put(self, key: CacheKey, req: Request, features: RequestFeatures, answer: Answer) -> None:
+    def _cache_put(
+        self, key: CacheKey, req: Request, features: RequestFeatures, answer: Answer, probe: _Probe | None
+    ) -> None:
         """Keep a complete answer for the intent's TTL, off the request path."""
         cache, policy = self.cache, self.cache_policy
         if cache is None or policy is None or answer.finish_reason == "length" or not answer.text:
@@ -517,7 +601,12 @@ class Majordome:
             language=features.language,
             tenant=req.tenant,
         )
-        task = asyncio.get_running_loop().create_task(cache.put(key, entry, ttl))
+        put = (
+            cache.put(key, entry, ttl)
+            if probe is None
+            else cache.put(key, entry, ttl, embedding=probe.embedding, fingerprint=probe.fingerprint, scope=probe.scope)
+        )
+        task = asyncio.get_running_loop().create_task(put)
         self._cache_writes.add(task)
         task.add_done_callback(self._cache_writes.discard)
 
@@ -756,10 +845,9 @@ class Majordome:
         """Route ``request``, call the chosen model (with retries and fallbacks) and answer."""
         req, features, started, deadline_s = await self._understand(request)
         key = self._cache_key(req, features)
-        if key is not None and self.cache is not None:
-            hit = await self.cache.get(key)
-            if hit is not None:
-                return self._from_cache(req, features, hit, started)
+        served, probe = await self._cache_lookup(req, features, key, started)
+        if served is not None:
+            return served
         p = await self._plan(req, features, started, deadline_s)
         try:
             response = await p.chain.complete(p.model_request)
@@ -779,7 +867,7 @@ class Majordome:
         answer = self._answer(p, response)
         await self._settle(p, answer.cost_usd)
         if key is not None:
-            self._cache_put(key, req, features, answer)
+            self._cache_put(key, req, features, answer, probe)
         return answer
 
     async def stream(self, request: Request | dict[str, Any]) -> AsyncIterator[StreamEvent]:
@@ -787,12 +875,11 @@ class Majordome:
         :class:`Completed` with the whole answer, usage and cost."""
         req, features, started, deadline_s = await self._understand(request)
         key = self._cache_key(req, features)
-        if key is not None and self.cache is not None:
-            hit = await self.cache.get(key)
-            if hit is not None:
-                yield TextDelta(hit.text)
-                yield Completed(self._from_cache(req, features, hit, started))
-                return
+        served, probe = await self._cache_lookup(req, features, key, started)
+        if served is not None:
+            yield TextDelta(served.text)
+            yield Completed(served)
+            return
         p = await self._plan(req, features, started, deadline_s)
         text: list[str] = []
         reasoning: list[str] = []
@@ -838,7 +925,7 @@ class Majordome:
         answer = self._answer(p, response)
         await self._settle(p, answer.cost_usd)
         if key is not None:
-            self._cache_put(key, req, features, answer)
+            self._cache_put(key, req, features, answer, probe)
         yield Completed(answer)
 
     # -- feedback ------------------------------------------------------------------------------

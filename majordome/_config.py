@@ -94,6 +94,18 @@ class MajordomeConfig(BaseModel):
     response_cache: Literal["off", "memory", "redis"] = "off"
     """Serve identical requests again from a cache (TTL per intent; never across tenants): in this
     process, or shared through ``redis_url``. Off by default: a repeated request calls a model."""
+    semantic_cache_threshold: float | None = Field(default=None, gt=0, le=1)
+    """With ``response_cache`` on, also answer a request from the cache when an earlier one of the
+    same tenant, intent, language and context (everything but the last user message) had a last
+    message at least this similar (cosine), with the guard: equal numbers, dates, negations and
+    names. None (default): exact matches only. On the 700 labelled pairs of
+    ``benchmarks/data/semantic_pairs.jsonl`` no threshold keeps false hits under 1 % with the
+    offline embedders (docs/BENCHMARKS.md §12): set one only after measuring your embedder on
+    your own pairs (``python benchmarks/cache.py``)."""
+    semantic_cache_embedder: str = "router"
+    """What embeds messages for semantic lookup: ``router`` (the router's own embedding of the
+    message, no extra cost), ``default`` (the offline all-MiniLM-L6-v2), or a
+    sentence-transformers model name."""
     deployment_quotas: dict[str, dict[str, int]] = Field(default_factory=dict)
     """Per catalogue model: ``{"rpm": …, "tpm": …}`` requests and tokens a minute its deployment
     allows; a call waits briefly for room, else the next candidate answers (shared through

@@ -109,6 +109,8 @@ class Answer:
     cache_age_s: float | None = None
     cached_trace_id: str | None = None
     """The trace of the answer the cache holds (its decision and feedback live there)."""
+    cache_similarity: float | None = None
+    """For a semantic hit, the cosine similarity of the two last messages (None: exact hit)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

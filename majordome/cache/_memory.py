@@ -17,11 +17,11 @@ from majordome.cache._key import CacheKey
 __all__ = ["CacheStats", "InProcessCache", "ResponseCache", "SemanticHit"]
 
 Clock = Callable[[], float]
-Partition = tuple[str, str, str]
+Partition = tuple[str, str, str, str]
 
 
-def partition_of(tenant: str, intent: str, language: str | None) -> Partition:
-    return (tenant, intent, language or "")
+def partition_of(tenant: str, intent: str, language: str | None, scope: str = "") -> Partition:
+    return (tenant, intent, language or "", scope)
 
 
 @dataclass
@@ -67,10 +67,12 @@ class ResponseCache(ABC):
         *,
         embedding: np.ndarray | None = None,
         fingerprint: tuple[str, ...] = (),
+        scope: str = "",
     ) -> None:
         """Keep ``answer`` under ``key`` for ``ttl_s`` seconds; with ``embedding`` (L2-normalised)
-        also for semantic lookup in the answer's (tenant, intent, language) partition.
-        ``fingerprint``: the prompt's guard fingerprint (:func:`numbers_of` or :func:`guard_of`)."""
+        also for semantic lookup in the answer's (tenant, intent, language, scope) partition.
+        ``fingerprint``: the prompt's guard fingerprint (:func:`numbers_of` or :func:`guard_of`);
+        ``scope``: what a similar request must share exactly (:meth:`CachePolicy.semantic_scope`)."""
 
     @abstractmethod
     async def get_similar(
@@ -82,6 +84,7 @@ class ResponseCache(ABC):
         threshold: float,
         *,
         fingerprint: tuple[str, ...] | None = None,
+        scope: str = "",
     ) -> SemanticHit | None:
         """The most similar live entry of the partition with cosine ≥ ``threshold``; with
         ``fingerprint``, only among entries whose fingerprint is equal (the guard)."""
@@ -225,6 +228,7 @@ class InProcessCache(ResponseCache):
         *,
         embedding: np.ndarray | None = None,
         fingerprint: tuple[str, ...] = (),
+        scope: str = "",
     ) -> None:
         if ttl_s <= 0 or answer.tenant != key.tenant:
             return
@@ -233,7 +237,7 @@ class InProcessCache(ResponseCache):
             vector = as_vector(embedding)
             expires_at = self._clock() + ttl_s
             with self._lock:
-                partition = partition_of(answer.tenant, answer.intent, answer.language)
+                partition = partition_of(answer.tenant, answer.intent, answer.language, scope)
                 index = self._indexes.get(partition)
                 if index is None or index.dim != vector.shape[0]:
                     index = self._indexes[partition] = _Index(vector.shape[0])
@@ -258,11 +262,12 @@ class InProcessCache(ResponseCache):
         threshold: float,
         *,
         fingerprint: tuple[str, ...] | None = None,
+        scope: str = "",
     ) -> SemanticHit | None:
         vector = as_vector(embedding)
         with self._lock:
             now = self._clock()
-            index = self._indexes.get(partition_of(tenant, intent, language))
+            index = self._indexes.get(partition_of(tenant, intent, language, scope))
             if index is None or index.dim != vector.shape[0]:
                 self.stats.misses += 1
                 return None

@@ -2,7 +2,7 @@
 
 * Exact entries: one string per key, ``{prefix}e:{tenant}:{digest}``, with ``EX`` = the TTL.
 * Semantic lookup: one stream per (tenant, intent, language) partition,
-  ``{prefix}s:{tenant}:{intent}:{language}``, whose records carry the digest, the float32 vector,
+  ``{prefix}s:{tenant}:{intent}:{language}:{scope}``, whose records carry the digest, the float32 vector,
   the expiry time and the number fingerprint (never the prompt's text). Each worker keeps a local
   mirror of the partitions it searches and reads only the records added since its last read
   (``XRANGE`` from its last id), so a lookup costs one round trip plus a numpy product over the
@@ -149,6 +149,7 @@ class RedisCache(ResponseCache):
         *,
         embedding: np.ndarray | None = None,
         fingerprint: tuple[str, ...] = (),
+        scope: str = "",
     ) -> None:
         if ttl_s <= 0 or answer.tenant != key.tenant:
             return
@@ -157,7 +158,7 @@ class RedisCache(ResponseCache):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(self._entry_key(key.tenant, key.digest), answer.to_json(), px=ttl_ms)
                 if embedding is not None:
-                    stream = self._stream_key(partition_of(answer.tenant, answer.intent, answer.language))
+                    stream = self._stream_key(partition_of(answer.tenant, answer.intent, answer.language, scope))
                     record: dict[Any, Any] = {
                         "d": key.digest,
                         "v": as_vector(embedding).tobytes(),
@@ -212,9 +213,10 @@ class RedisCache(ResponseCache):
         threshold: float,
         *,
         fingerprint: tuple[str, ...] | None = None,
+        scope: str = "",
     ) -> SemanticHit | None:
         vector = as_vector(embedding)
-        partition = partition_of(tenant, intent, language)
+        partition = partition_of(tenant, intent, language, scope)
         try:
             index = await self._refresh(partition, vector.shape[0])
             now = self._clock()

@@ -145,7 +145,7 @@ async def test_redis_entries_expire_with_their_ttl(redis_url: str, redis_prefix:
         await cache.put(key(), answer(), 30, embedding=vec("x y z"))
         ttl = await raw.pttl(f"{redis_prefix}e:t1:{'a' * 64}")
         assert 29_000 < ttl <= 30_000
-        assert 29_000 < await raw.pttl(f"{redis_prefix}s:t1:fan_reply:en") <= 30_000
+        assert 29_000 < await raw.pttl(f"{redis_prefix}s:t1:fan_reply:en:") <= 30_000
     finally:
         await raw.aclose()
         await cache.aclose()
