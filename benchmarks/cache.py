@@ -223,6 +223,14 @@ async def latency(redis_url: str | None, entries: int, embedder: Embedder) -> di
     out["in_process"]["exact_get"] = await exact_latency(InProcessCache(), 20_000)
     big = InProcessCache(max_entries=entries + 1)
     out["in_process"]["semantic_lookup"] = await semantic_latency(big, vectors, queries)
+    times = []  # what a lookup cost before the projection: the full product over the partition
+    for i in range(300):
+        query = queries[i % len(queries)]
+        start = time.perf_counter()
+        scores = vectors @ query
+        np.flatnonzero(scores >= 0.95)
+        times.append(time.perf_counter() - start)
+    out["in_process"]["full_product"] = summary_ms(times)
     if redis_url:
         prefix = f"majordome-bench:{uuid.uuid4().hex[:12]}:"
         cache = RedisCache(redis_url, prefix=prefix, timeout_s=5)
@@ -246,6 +254,9 @@ async def latency(redis_url: str | None, entries: int, embedder: Embedder) -> di
             rows.append([f"{where} exact get", r["p50_ms"], r["p99_ms"], {"in_process": 0.3, "redis": 2.0}[where]])
         for what, r in part.get("semantic_lookup", {}).items():
             rows.append([f"{where} semantic lookup, {what}", r["p50_ms"], r["p99_ms"], 5.0])
+        if "full_product" in part:
+            r = part["full_product"]
+            rows.append([f"{where} full product (unprojected)", r["p50_ms"], r["p99_ms"], "-"])
     print_table(
         f"cost of a lookup (semantic: {entries} real sentences of dim {matrix.shape[1]} in one partition)",
         ["lookup", "p50 ms", "p99 ms", "target p50 ms"],

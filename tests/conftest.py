@@ -76,11 +76,12 @@ class Outcome:
 
     def same_as(self, other: Outcome) -> bool:
         partial = getattr(self.error, "partial_text", None), getattr(other.error, "partial_text", None)
-        return (
-            (self.text, self.error_type, self.attempts, self.deltas)
-            == (other.text, other.error_type, other.attempts, other.deltas)
-            and partial[0] == partial[1]
-        )
+        return (self.text, self.error_type, self.attempts, self.deltas) == (
+            other.text,
+            other.error_type,
+            other.attempts,
+            other.deltas,
+        ) and partial[0] == partial[1]
 
 
 class Stack:
@@ -109,23 +110,31 @@ class Stack:
         config.setdefault("retry", RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.05))
         return Majordome(MajordomeConfig(**config), env=self.env)
 
-    def ask(self, mode: Mode, request: Mapping[str, Any], replies: tuple[StubReply, ...] = (),
-            **config: Any) -> Outcome:
+    def ask(
+        self, mode: Mode, request: Mapping[str, Any], replies: tuple[StubReply, ...] = (), **config: Any
+    ) -> Outcome:
         return self._run(mode, "ask", request, replies, config)
 
-    def stream(self, mode: Mode, request: Mapping[str, Any], replies: tuple[StubReply, ...] = (),
-               **config: Any) -> Outcome:
+    def stream(
+        self, mode: Mode, request: Mapping[str, Any], replies: tuple[StubReply, ...] = (), **config: Any
+    ) -> Outcome:
         return self._run(mode, "stream", request, replies, config)
 
-    def both(self, kind: Literal["ask", "stream"], request: Mapping[str, Any], replies: tuple[StubReply, ...] = (),
-             **config: Any) -> Outcome:
+    def both(
+        self,
+        kind: Literal["ask", "stream"],
+        request: Mapping[str, Any],
+        replies: tuple[StubReply, ...] = (),
+        **config: Any,
+    ) -> Outcome:
         """Run the request asynchronously and synchronously; they must give the same outcome."""
         outcomes = [self._run(mode, kind, request, replies, config) for mode in MODES]
         assert outcomes[0].same_as(outcomes[1]), f"async and sync differ:\n{outcomes[0]}\n{outcomes[1]}"
         return outcomes[0]
 
-    def _run(self, mode: Mode, kind: str, request: Mapping[str, Any], replies: tuple[StubReply, ...],
-             config: dict[str, Any]) -> Outcome:
+    def _run(
+        self, mode: Mode, kind: str, request: Mapping[str, Any], replies: tuple[StubReply, ...], config: dict[str, Any]
+    ) -> Outcome:
         self.server.enqueue(*replies)
         mj = self.majordome(**config)
         outcome = Outcome()

@@ -174,7 +174,12 @@ def test_feedback_stats_and_export(tmp_path: Path) -> None:
             trace = f"t{i}"
             events += [
                 DecisionEvent(
-                    trace_id=trace, tenant="c1", chosen=model, chain=(model,), policy="p1", intent="fan_reply",
+                    trace_id=trace,
+                    tenant="c1",
+                    chosen=model,
+                    chain=(model,),
+                    policy="p1",
+                    intent="fan_reply",
                     prompt=f"hello {i}",
                 ),
                 CallEvent(trace_id=trace, tenant="c1", model=model, intent="fan_reply", cost_usd=0.001, latency_s=1.0),

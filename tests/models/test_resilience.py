@@ -258,8 +258,7 @@ async def test_open_breaker_refuses_without_calling() -> None:
 @pytest.mark.parametrize("error", [http(400), http(401), limited(0.0)])
 async def test_client_errors_and_rate_limits_do_not_open_the_breaker(error: ProviderHTTPError) -> None:
     breaker = CircuitBreaker(BreakerPolicy(failures=2))
-    model = resilient(ScriptedModel(default=Reply(error=error)), breaker=breaker,
-                      retry=RetryPolicy(max_attempts=1))
+    model = resilient(ScriptedModel(default=Reply(error=error)), breaker=breaker, retry=RetryPolicy(max_attempts=1))
     for _ in range(3):
         with pytest.raises(ProviderHTTPError):
             await model.complete(request())

@@ -20,7 +20,7 @@ CHAT = {"model": "my-deployment", "messages": [{"role": "user", "content": "hi"}
 
 def _events(body: str) -> list[Any]:
     """The ``data:`` payloads of an SSE body, JSON-decoded except the final ``[DONE]``."""
-    payloads = [line[len("data: "):] for line in body.split("\n\n") if line.startswith("data: ")]
+    payloads = [line[len("data: ") :] for line in body.split("\n\n") if line.startswith("data: ")]
     return [p if p == "[DONE]" else json.loads(p) for p in payloads]
 
 
@@ -111,9 +111,10 @@ def test_cut_stream_stops_after_the_given_chunks(stub: StubLLMServer) -> None:
     stub.enqueue(StubReply.cut_stream("a b c d e", after_chunks=3))
     received = b""
 
-    with pytest.raises(httpx.TransportError), httpx.stream(
-        "POST", f"{stub.openai_base_url}/chat/completions", json={**CHAT, "stream": True}
-    ) as response:
+    with (
+        pytest.raises(httpx.TransportError),
+        httpx.stream("POST", f"{stub.openai_base_url}/chat/completions", json={**CHAT, "stream": True}) as response,
+    ):
         for data in response.iter_bytes():
             received += data
 
@@ -134,8 +135,7 @@ def test_injected_faults_are_seeded() -> None:
     def statuses(seed: int) -> list[int]:
         with StubLLMServer() as server, httpx.Client() as client:
             server.inject_faults(0.5, [StubReply.http_error(500)], seed=seed)
-            return [client.post(f"{server.openai_base_url}/chat/completions", json=CHAT).status_code
-                    for _ in range(20)]
+            return [client.post(f"{server.openai_base_url}/chat/completions", json=CHAT).status_code for _ in range(20)]
 
     first = statuses(7)
     assert first == statuses(7)
