@@ -37,16 +37,25 @@ from typing import Any
 import numpy as np
 from _common import ROOT, command_line, machine, print_table, summary_ms, write_json
 
-from majordome.cache import CachedAnswer, CacheKey, InProcessCache, RedisCache, ResponseCache, guard_of, numbers_of
+from majordome.cache import (
+    CachedAnswer,
+    CacheKey,
+    InProcessCache,
+    RedisCache,
+    ResponseCache,
+    guard_of,
+    numbers_of,
+    strict_guard_of,
+)
 from majordome.knowledge.embeddings import Embedder, SentenceTransformerEmbedder, StaticEmbedder
 from majordome.models.messages import Usage
 
 PAIRS = ROOT / "benchmarks" / "data" / "semantic_pairs.jsonl"
 MAX_FALSE_HITS = 0.01
-GRID = [round(0.70 + 0.005 * i, 3) for i in range(60)]
-SHOWN = (0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
-GUARDS = ("no guard", "number guard", "full guard")
-Pair = tuple[float, bool, bool, bool]
+GRID = [round(0.50 + 0.005 * i, 3) for i in range(101)]
+SHOWN = (0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
+GUARDS = ("no guard", "number guard", "full guard", "content guard")
+Pair = tuple[float, bool, bool, bool, bool]
 
 
 def load_pairs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -68,7 +77,13 @@ def scored(embedder: Embedder, rows: Sequence[dict[str, Any]]) -> list[Pair]:
     b = embedder.embed([r["b"] for r in rows])
     cosines = np.sum(a * b, axis=1)
     return [
-        (float(c), bool(r["same"]), numbers_of(r["a"]) == numbers_of(r["b"]), guard_of(r["a"]) == guard_of(r["b"]))
+        (
+            float(c),
+            bool(r["same"]),
+            numbers_of(r["a"]) == numbers_of(r["b"]),
+            guard_of(r["a"]) == guard_of(r["b"]),
+            strict_guard_of(r["a"]) == strict_guard_of(r["b"]),
+        )
         for c, r in zip(cosines.tolist(), rows, strict=True)
     ]
 
@@ -79,7 +94,7 @@ def rates(pairs: Sequence[Pair], threshold: float, guard: str) -> tuple[float, f
     different = [p for p in pairs if not p[1]]
 
     def hit(p: Pair) -> bool:
-        passes = {"no guard": True, "number guard": p[2], "full guard": p[3]}[guard]
+        passes = {"no guard": True, "number guard": p[2], "full guard": p[3], "content guard": p[4]}[guard]
         return p[0] >= threshold and passes
 
     return sum(map(hit, same)) / max(1, len(same)), sum(map(hit, different)) / max(1, len(different))
@@ -104,7 +119,7 @@ def safety(name: str, embedder: Embedder) -> dict[str, Any]:
         grid_rows.append(row)
     print_table(
         f"{name}: true / false hits (%) on the tuning half ({len(tune)} pairs) by threshold",
-        ["threshold", *(f"{g}: {k}" for g in ("none", "numbers", "full") for k in ("true", "false"))],
+        ["threshold", *(f"{g}: {k}" for g in ("none", "numbers", "full", "content") for k in ("true", "false"))],
         grid_rows,
     )
     chosen: dict[str, Any] = {}

@@ -488,7 +488,7 @@ class Majordome:
         policy = self.cache_policy
         if self.config.semantic_cache_threshold is None or policy is None:
             return None
-        from majordome.cache import Uncacheable, guard_of
+        from majordome.cache import Uncacheable, strict_guard_of
 
         try:
             scope, text = policy.semantic_scope(req, intent=features.intent, policy_version=self.router.policy.version)
@@ -503,7 +503,7 @@ class Majordome:
         else:
             embedder = self._cache_embedder()
             embedding = (await asyncio.to_thread(embedder.embed, [text]))[0]
-        return _Probe(scope, embedding, guard_of(text))
+        return _Probe(scope, embedding, strict_guard_of(text))
 
     def _cache_embedder(self) -> SentenceTransformerEmbedder:
         if self._semantic_embedder is None:

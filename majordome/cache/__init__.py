@@ -7,8 +7,9 @@ a tenant's (intent, language) partition, guarded by equal numbers and dates).
 - :class:`CachedAnswer`: what is stored (versioned JSON; corrupt entries are dropped and counted).
 - :class:`ResponseCache` with :class:`InProcessCache` and :class:`RedisCache`. No lookup crosses
   tenants; a failing back end answers a miss and never raises into a request.
-- :func:`numbers_of` / :func:`guard_of`: a prompt's fingerprint (numbers and dates; plus negations
-  and names) that a semantic hit must share.
+- :func:`numbers_of` / :func:`guard_of` / :func:`strict_guard_of`: a prompt's fingerprint
+  (numbers and dates; plus negations and names; plus its content words) that a semantic hit
+  must share.
 
 Semantic lookup has no default threshold: on the 700 labelled pairs of
 ``benchmarks/data/semantic_pairs.jsonl`` none keeps false hits under 1 % with the offline
@@ -17,7 +18,7 @@ Majordome uses it only when ``semantic_cache_threshold`` is set.
 """
 
 from majordome.cache._entry import ENTRY_FORMAT, CachedAnswer, CorruptEntry
-from majordome.cache._guard import guard_of, numbers_of
+from majordome.cache._guard import content_of, guard_of, numbers_of, strict_guard_of
 from majordome.cache._key import DEFAULT_TTL_S, KEY_VERSION, CacheKey, CachePolicy, Uncacheable, normalise_text
 from majordome.cache._memory import CacheStats, InProcessCache, ResponseCache, SemanticHit
 from majordome.cache._redis import RedisCache
@@ -36,7 +37,9 @@ __all__ = [
     "ResponseCache",
     "SemanticHit",
     "Uncacheable",
+    "content_of",
     "guard_of",
     "normalise_text",
     "numbers_of",
+    "strict_guard_of",
 ]

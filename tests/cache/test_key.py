@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from majordome import Request
-from majordome.cache import DEFAULT_TTL_S, CachePolicy, Uncacheable, guard_of, numbers_of
+from majordome.cache import DEFAULT_TTL_S, CachePolicy, Uncacheable, content_of, guard_of, numbers_of, strict_guard_of
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 PNG2 = "data:image/png;base64,iVBORw0KGgoA"
@@ -109,3 +109,52 @@ def test_full_guard_adds_negations_and_names() -> None:
     assert guard_of("Dis que je publierai") != guard_of("Dis que je ne publierai plus")
     assert guard_of("Reply to Tom about the tour") == guard_of("Reply to Tom regarding the tour")
     assert guard_of("Write a caption. Thanks") == guard_of("Write a caption please")  # sentence starts are no names
+
+
+def test_the_strict_guard_lets_filler_change_and_nothing_else() -> None:
+    same = [
+        ("Write a caption for my beach photo", "Could you please write a caption for my beach photo?"),
+        ("Summarize this comment: great video", "Summarise this comment: great video"),
+        ("Rédige une légende pour ma photo de plage", "Tu peux rédiger une légende pour ma photo de plage stp"),
+    ]
+    for a, b in same:
+        assert strict_guard_of(a) == strict_guard_of(b), (a, b)
+    different = [
+        ("Write a caption for my dog photo", "Write a caption for my cat photo"),
+        ("the audio is fine but the video freezes", "the video is fine but the audio freezes"),  # same words
+        ("Write a formal reply", "Write a casual reply"),
+        ("Reply to Tom", "Reply to Sarah"),
+        ("A 20 € discount", "A 50 € discount"),
+        ("Tell a fan I am available", "Tell a fan I am not available"),
+    ]
+    for a, b in different:
+        assert strict_guard_of(a) != strict_guard_of(b), (a, b)
+    assert content_of("Could you write it please") == ()
+
+
+def test_semantic_scope_covers_everything_but_the_last_user_message() -> None:
+    policy = CachePolicy()
+    base = Request.parse({"messages": [{"role": "user", "content": "  A caption  for my photo "}], "tenant": "t"})
+    scope, text = policy.semantic_scope(base, intent="caption_writing", policy_version="p1")
+    assert text == "A caption for my photo"
+    other_text = Request.parse({"messages": [{"role": "user", "content": "Another caption"}], "tenant": "t"})
+    assert policy.semantic_scope(other_text, intent="caption_writing", policy_version="p1")[0] == scope
+    for changed in (
+        {"tenant": "u"},
+        {"max_output_tokens": 50},
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief"},
+                {"role": "user", "content": "A caption for my photo"},
+            ]
+        },
+    ):
+        request = Request.parse(
+            {"messages": [{"role": "user", "content": "A caption for my photo"}], "tenant": "t", **changed}
+        )
+        assert policy.semantic_scope(request, intent="caption_writing", policy_version="p1")[0] != scope
+    assert policy.semantic_scope(base, intent="caption_writing", policy_version="p2")[0] != scope
+    with pytest.raises(Uncacheable):
+        policy.semantic_scope(base, intent="sales_message", policy_version="p1")  # personal
+    with pytest.raises(Uncacheable):
+        policy.semantic_scope(base, intent="reasoning", policy_version="p1")  # never cached
