@@ -18,7 +18,10 @@ intent and language given (no classification). Two scenarios:
 * ``pinned``: every request pins ``--pin`` (one deployment, no fallback): the issue's
   "throughput within 10 % of the quota" case.
 * ``routed``: no pin; the router chooses among ``--routed`` (every one with a quota) and the
-  fallback chain hands over: does the load spread instead of queueing into 429s?
+  fallback chain hands over: does the load spread instead of queueing into 429s? A call the
+  throttle cannot admit within its wait fails its attempt with ``DeploymentAtQuota`` (no request
+  sent); a 429 whose Retry-After is over ``hand_over_after_s`` (1 s) hands over to the next
+  candidate, and the router avoids that deployment until its Retry-After has passed.
 
     python benchmarks/quotas_majordome.py        # needs MAJORDOME_TEST_REDIS_URL (scripts/services.sh up)
     python benchmarks/quotas_majordome.py --scenarios pinned --modes throttled --seconds 30
@@ -194,9 +197,10 @@ def _prompt(rng: random.Random, worker: int, n: int) -> str:
 
 def _instrument(throttle: Any, counts: dict[str, dict[str, float]]) -> None:
     """Count, per deployment, what the Majordome's throttle did: grants, hand-overs (the quota
-    could not admit the call within ``quota_wait_s``: the attempt fails like a 429 and the next
-    candidate is tried) and the time spent waiting. Wraps the instance's method; nothing in the
-    library changes."""
+    could not admit the call within ``quota_wait_s``: ``Throttle.acquire`` raises
+    ``QuotaExhausted``, the attempt fails with ``DeploymentAtQuota`` and the next candidate is
+    tried) and the time spent waiting. Wraps the instance's method; nothing in the library
+    changes."""
     from majordome.quotas import QuotaExhausted
 
     original = throttle.acquire
@@ -233,7 +237,7 @@ async def _work(
 ) -> dict[str, Any]:
     import logging
 
-    from majordome import Majordome, MajordomeConfig
+    from majordome import DeploymentAtQuota, Majordome, MajordomeConfig, ProviderRateLimited
     from majordome._errors import MajordomeError
 
     logging.getLogger("majordome").setLevel(logging.ERROR)  # a warning per failed request otherwise
@@ -265,11 +269,15 @@ async def _work(
     attempts: collections.Counter[str] = collections.Counter()
     errors: collections.Counter[str] = collections.Counter()
     causes: collections.Counter[str] = collections.Counter()
+    # answers after a 429: from another model (handed over) or from the same one (Retry-After waited out)
+    after_429: collections.Counter[str] = collections.Counter()
     latencies: list[float] = []
+    failed_sent_at: list[float] = []  # when each call that failed was sent, from the common start
     slow: list[dict[str, Any]] = []  # a few answers slower than 3 s, with their attempts
     ready.put(worker)
     await asyncio.to_thread(go.wait)
-    end = time.monotonic() + seconds
+    begin = time.monotonic()
+    end = begin + seconds
     sent = decided_to_wait = 0
 
     async def task() -> None:
@@ -286,11 +294,12 @@ async def _work(
                 if isinstance(origin, MajordomeError) and hasattr(origin, "causes"):
                     named += f" (from {type(origin).__name__})"  # e.g. QuotaExhausted from DeadlineExceeded
                 errors[named] += 1
-                # QuotaExhausted (every candidate at its quota) is raised from the AllCandidatesFailed
+                failed_sent_at.append(round(started - begin, 3))
+                # QuotaExhausted (every candidate at its quota) is raised from the AllCandidatesFailed;
+                # a cause DeploymentAtQuota is the throttle's hand-over (no call), ProviderRateLimited a 429
                 chained = error if hasattr(error, "causes") else error.__cause__
                 for model_id, cause in getattr(chained, "causes", ()):
-                    handed_over = "at its quota" in str(cause)  # the throttle's hand-over, not a 429 received
-                    causes[f"{model_id}: {type(cause).__name__}{' (quota)' if handed_over else ''}"] += 1
+                    causes[f"{model_id}: {type(cause).__name__}"] += 1
                 continue
             latencies.append(time.monotonic() - started)
             if latencies[-1] > 3.0 and len(slow) < 5:
@@ -307,6 +316,11 @@ async def _work(
                 decided_to_wait += 1
             for attempt in answer.attempts:
                 attempts[f"{attempt.model}: {attempt.outcome}"] += 1
+            limited = [a.model for a in answer.attempts if a.outcome == ProviderRateLimited.__name__]
+            if limited:
+                after_429["handed over" if limited[-1] != answer.model else "same model"] += 1
+            if any(a.outcome == DeploymentAtQuota.__name__ for a in answer.attempts):
+                after_429["after a quota hand-over"] += 1
 
     running = [asyncio.ensure_future(task()) for _ in range(tasks)]
     done, pending = await asyncio.wait(running, timeout=max(0.0, end - time.monotonic()))
@@ -326,8 +340,10 @@ async def _work(
         "errors": dict(errors),
         "causes": dict(causes),
         "attempts_of_answers": dict(attempts),
+        "answers_after_429": dict(after_429),
         "cancelled_at_end": len(pending),
         "latencies_s": latencies,
+        "failed_sent_at_s": failed_sent_at,
         "slow_answers": slow,
         "throttle": throttle_counts,
     }
@@ -448,7 +464,10 @@ def summarise(
             "answered_after_router_saw_all_at_quota": sum(r["decided_to_wait"] for r in results),
             "errors": _merge([r["errors"] for r in results]),
             "error_causes": _merge([r["causes"] for r in results]),
+            # failed calls by the --window (from the common start) in which they were sent
+            "errors_by_window_sent": _by_window([t for r in results for t in r["failed_sent_at_s"]], opts.window),
             "attempts_of_answers": _merge([r["attempts_of_answers"] for r in results]),
+            "answers_after_429_or_quota_hand_over": _merge([r["answers_after_429"] for r in results]),
             "cancelled_at_end": sum(r["cancelled_at_end"] for r in results),
             "latency": summary_ms(latencies),
             "slow_answers_sample": [x for r in results for x in r["slow_answers"]][:10],
@@ -470,6 +489,13 @@ def _per_window(s: dict[str, Any], span: float, window: float) -> list[dict[str,
     for at in s.get("refused_at", []):
         rows[min(count - 1, max(0, int(at // window)))]["refused_429"] += 1
     return rows
+
+
+def _by_window(times: list[float], window: float) -> list[int]:
+    counts = [0] * (int(max(times, default=0.0) // window) + 1)
+    for t in times:
+        counts[int(t // window)] += 1
+    return counts
 
 
 def _steady_share(r: dict[str, Any], opts: argparse.Namespace) -> float:

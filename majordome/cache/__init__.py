@@ -11,10 +11,11 @@ a tenant's (intent, language) partition, guarded by equal numbers and dates).
   (numbers and dates; plus negations and names; plus its content words) that a semantic hit
   must share.
 
-Semantic lookup has no default threshold: on the 700 labelled pairs of
-``benchmarks/data/semantic_pairs.jsonl`` none keeps false hits under 1 % with the offline
-embedders while serving paraphrases (``benchmarks/cache.py``; docs/BENCHMARKS.md §12). The
-Majordome uses it only when ``semantic_cache_threshold`` is set.
+Semantic lookup is opt-in (``semantic_cache_threshold``). On the 700 labelled pairs of
+``benchmarks/data/semantic_pairs.jsonl`` similarity alone, with the offline embedders, keeps
+false hits under 1 % at no useful threshold; with :func:`strict_guard_of` it served 8 % of the
+held-out paraphrases and none of the held-out hard negatives (``benchmarks/cache.py``;
+docs/BENCHMARKS.md §12).
 """
 
 from majordome.cache._entry import ENTRY_FORMAT, CachedAnswer, CorruptEntry
